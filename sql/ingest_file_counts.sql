@@ -1,0 +1,50 @@
+-- ingest_file_counts: per staged file, how its non-blank lines were accounted for.
+-- Grain: one row per file_seq. accepted + duplicates + rejected = lines.
+-- Inputs: temp `ingest_lines`, `ingest_dups`, `ingest_files`.
+WITH line_counts AS (
+    SELECT
+        file_seq,
+        count(*) AS lines,
+        count(*) FILTER (WHERE reason IS NOT NULL) AS rejected
+    FROM temp.ingest_lines
+    GROUP BY file_seq
+),
+
+dup_counts AS (
+    SELECT
+        file_seq,
+        count(*) AS duplicates,
+        count(*) FILTER (WHERE conflict) AS conflicts
+    FROM temp.ingest_dups
+    GROUP BY file_seq
+),
+
+fresh AS (
+    SELECT
+        s.file_seq,
+        list(DISTINCT CAST(s.ts AS DATE) ORDER BY CAST(s.ts AS DATE)) AS days,
+        min(s.ts) AS min_ts,
+        max(s.ts) AS max_ts
+    FROM staged AS s
+    ANTI JOIN temp.ingest_dups AS d ON d.file_seq = s.file_seq AND d.line_no = s.line_no
+    GROUP BY s.file_seq
+),
+
+final AS (
+    SELECT
+        f.file_seq,
+        coalesce(l.lines, 0) AS lines,
+        coalesce(l.rejected, 0) AS rejected,
+        coalesce(d.duplicates, 0) AS duplicates,
+        coalesce(d.conflicts, 0) AS conflicts,
+        coalesce(l.lines, 0) - coalesce(l.rejected, 0) - coalesce(d.duplicates, 0) AS accepted,
+        coalesce(fr.days, []) AS days,
+        fr.min_ts,
+        fr.max_ts
+    FROM temp.ingest_files AS f
+    LEFT JOIN line_counts AS l ON l.file_seq = f.file_seq
+    LEFT JOIN dup_counts AS d ON d.file_seq = f.file_seq
+    LEFT JOIN fresh AS fr ON fr.file_seq = f.file_seq
+)
+
+SELECT * FROM final ORDER BY file_seq

@@ -1,0 +1,7 @@
+"""``python -m billing_batch`` = ``billing-batch``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

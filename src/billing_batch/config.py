@@ -1,0 +1,402 @@
+"""Settings: built-in defaults, then a TOML file, then environment variables.
+
+Precedence (last wins):
+
+1. the built-in defaults below;
+2. the TOML file: ``--config PATH``, else ``$BILLING_CONFIG``, else
+   ``$BILLING_HOME/billing.toml`` when it exists;
+3. environment variables: ``BILLING_HOME`` and ``BILLING_<SECTION>_<KEY>`` for every
+   scalar key of a section (``BILLING_LAKE_MEMORY_LIMIT=2GB``,
+   ``BILLING_PATHS_LANDING=/srv/landing``, ``BILLING_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES=true``).
+
+Secrets never live in the TOML file: the Stripe key comes from ``STRIPE_API_KEY``,
+webhook endpoint secrets from the environment variable each endpoint names.
+
+Every relative path resolves against ``BILLING_HOME`` (itself resolved once, at load
+time, to an absolute path), never against whatever the current directory happens to be
+later.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+#: The repository root (``src/billing_batch/config.py`` → two levels up). ``sql/``,
+#: ``templates/`` and ``flows/`` live there.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SQL_DIR = PROJECT_ROOT / "sql"
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+
+Aggregation = Literal["sum", "gauge", "count", "max", "latest", "unique_count"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetricDef(_Model):
+    """One metric of the catalogue and how its events aggregate.
+
+    * ``sum``: a day is the sum of its events; a period the sum of its days.
+    * ``gauge``: a day is its largest reading; a period is the mean over every day of
+      the period, a day without a reading carrying the last known value forward (0
+      before any reading ever). For ``storage`` in GB that mean is GB-months.
+    * ``count``: a day is the number of its events; a period the sum of its days.
+    * ``max``: a day is its largest value; a period the largest of its days.
+    * ``latest``: a day is the value of its last event (by timestamp); a period the
+      value of its last day with an event.
+    * ``unique_count``: the number of distinct values of ``properties.<property>``
+      over the day, and over the whole period (not a sum of days).
+    """
+
+    display_name: str
+    unit: str = "count"
+    aggregation: Aggregation = "sum"
+    #: Quantities must be whole numbers (count metrics).
+    whole: bool = True
+    #: For ``unique_count``: the property whose distinct values are counted.
+    property: str | None = None
+    #: How the period total is named on an invoice ("GB-months").
+    period_unit: str | None = None
+
+    @field_validator("property")
+    @classmethod
+    def _property_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.replace("_", "").replace("-", "").isalnum():
+            raise ValueError("property must be letters, digits, '_' or '-'")
+        return value
+
+
+DEFAULT_METRICS: dict[str, MetricDef] = {
+    "api_calls": MetricDef(display_name="API Calls", unit="count", aggregation="sum"),
+    "contracts": MetricDef(display_name="Contracts", unit="count", aggregation="sum"),
+    "kyc_checks": MetricDef(display_name="KYC Checks", unit="count", aggregation="sum"),
+    "storage": MetricDef(
+        display_name="Storage",
+        unit="GB",
+        aggregation="gauge",
+        whole=False,
+        period_unit="GB-months",
+    ),
+}
+
+
+class PathsSettings(_Model):
+    landing: str = "landing"
+    lake: str = "lake"
+    rejects: str = "rejects"
+    invoices: str = "invoices"
+    runs: str = "runs"
+    state: str = "state.sqlite"
+    locks: str = "locks"
+    tmp: str = "tmp"
+
+
+class LakeSettings(_Model):
+    #: DuckLake catalog: ``""`` means ``sqlite:<lake>/catalog.sqlite``; or
+    #: ``postgres:dbname=billing host=...`` (needs the ``scale`` extra).
+    catalog: str = ""
+    #: Parquet data path: ``""`` means ``<lake>/data/``; or ``s3://bucket/prefix/``.
+    data_path: str = ""
+    #: DuckDB memory limit for the job's connections: bounds ingest and rollup RSS.
+    memory_limit: str = "1GB"
+    #: DuckDB threads; 0 = one per core.
+    threads: int = 0
+    #: Parquet compression of lake data files.
+    compression: Literal["zstd", "snappy", "uncompressed"] = "zstd"
+
+
+class IngestSettings(_Model):
+    #: Bytes read per chunk: bounds memory whatever the file size.
+    chunk_bytes: int = 32 * 1024 * 1024
+    #: Longest accepted event id.
+    max_id_length: int = 255
+    #: Seconds to wait for another ingest's lock before giving up.
+    lock_timeout_seconds: float = 600.0
+
+
+class InvoiceSettings(_Model):
+    issuer_name: str = "Billing Rail, Inc."
+    issuer_address: str = "1 Market Street\nSan Francisco, CA 94105\nUnited States"
+    issuer_email: str = "billing@example.com"
+    number_prefix: str = "INV"
+    #: Days of parallel PDF rendering processes; 0 = one per core.
+    render_processes: int = 0
+
+
+class PaymentSettings(_Model):
+    #: Days after the first failed attempt at which a payment is retried.
+    dunning_schedule_days: tuple[int, ...] = (1, 3, 7)
+    #: Network retries inside one attempt (the SDK's ``max_network_retries``).
+    max_network_retries: int = 2
+    timeout_seconds: float = 30.0
+
+
+class WebhookEndpoint(_Model):
+    id: str
+    url: str
+    #: Name of the environment variable holding the endpoint's ``whsec_...`` secret(s)
+    #: (several, space-separated, during a rotation).
+    secret_env: str
+    #: Event types delivered to this endpoint; empty = all.
+    events: tuple[str, ...] = ()
+
+
+class WebhookSettings(_Model):
+    #: Refuse private, loopback and link-local destinations (SSRF guard).
+    allow_private_addresses: bool = False
+    timeout_seconds: float = 10.0
+    #: Give up on an event after this long (about three days).
+    max_age_hours: float = 72.0
+    endpoints: tuple[WebhookEndpoint, ...] = ()
+
+
+class ScheduleSettings(_Model):
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    deployment_name: str = "nightly"
+
+
+class ApiKey(_Model):
+    #: ``sha256:<hex>`` of the key; keys themselves are never stored.
+    hash: str
+    #: The workspace the key acts for; None for a finance/admin key.
+    workspace: str | None = None
+    name: str = ""
+
+
+class ApiSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    keys: tuple[ApiKey, ...] = ()
+
+
+class Settings(_Model):
+    home: Path
+    config_file: Path | None = None
+    paths: PathsSettings = Field(default_factory=PathsSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    metrics: dict[str, MetricDef] = Field(default_factory=lambda: dict(DEFAULT_METRICS))
+    #: Path of the price book TOML; empty = the built-in default price book.
+    price_book: str = ""
+    invoices: InvoiceSettings = Field(default_factory=InvoiceSettings)
+    payments: PaymentSettings = Field(default_factory=PaymentSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    # --- resolved paths -------------------------------------------------------------
+    def _path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def landing_dir(self) -> Path:
+        return self._path(self.paths.landing)
+
+    @property
+    def lake_dir(self) -> Path:
+        return self._path(self.paths.lake)
+
+    @property
+    def rejects_dir(self) -> Path:
+        return self._path(self.paths.rejects)
+
+    @property
+    def invoices_dir(self) -> Path:
+        return self._path(self.paths.invoices)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self._path(self.paths.runs)
+
+    @property
+    def state_path(self) -> Path:
+        return self._path(self.paths.state)
+
+    @property
+    def locks_dir(self) -> Path:
+        return self._path(self.paths.locks)
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self._path(self.paths.tmp)
+
+    @property
+    def catalog_url(self) -> str:
+        """The DuckLake catalog as it goes after ``ducklake:``."""
+        if self.lake.catalog:
+            return self.lake.catalog
+        return f"sqlite:{self.lake_dir / 'catalog.sqlite'}"
+
+    @property
+    def data_path(self) -> str:
+        if self.lake.data_path:
+            return self.lake.data_path
+        return str(self.lake_dir / "data") + "/"
+
+    @property
+    def price_book_path(self) -> Path | None:
+        return self._path(self.price_book) if self.price_book else None
+
+    def metric(self, name: str) -> MetricDef:
+        from .errors import UsageQueryError
+
+        try:
+            return self.metrics[name]
+        except KeyError:
+            known = ", ".join(sorted(self.metrics))
+            raise UsageQueryError(f"unknown metric {name!r} (known: {known})") from None
+
+    @property
+    def stripe_api_key(self) -> str | None:
+        """Only ever from the environment; never logged."""
+        return os.environ.get("STRIPE_API_KEY") or None
+
+    @property
+    def stripe_api_base(self) -> str | None:
+        return os.environ.get("STRIPE_API_BASE") or None
+
+    def ensure_dirs(self) -> None:
+        for d in (
+            self.home,
+            self.landing_dir,
+            self.lake_dir,
+            self.rejects_dir,
+            self.invoices_dir,
+            self.runs_dir,
+            self.locks_dir,
+            self.tmp_dir,
+        ):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+_SECTIONS: dict[str, type[_Model]] = {
+    "paths": PathsSettings,
+    "lake": LakeSettings,
+    "ingest": IngestSettings,
+    "invoices": InvoiceSettings,
+    "payments": PaymentSettings,
+    "webhooks": WebhookSettings,
+    "schedule": ScheduleSettings,
+    "api": ApiSettings,
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce_env(raw: str, annotation: Any) -> Any:
+    """Turn an environment string into the value pydantic expects for a scalar field."""
+    text = raw.strip()
+    if annotation is bool:
+        low = text.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigError(f"not a boolean: {raw!r}")
+    if annotation == tuple[int, ...]:
+        return tuple(int(x) for x in text.replace(",", " ").split())
+    return text
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for section, model in _SECTIONS.items():
+        for name, field in model.model_fields.items():
+            key = f"BILLING_{section.upper()}_{name.upper()}"
+            if key in env:
+                try:
+                    value = _coerce_env(env[key], field.annotation)
+                except (ConfigError, ValueError) as exc:
+                    raise ConfigError(f"{key}: {exc}") from None
+                out.setdefault(section, {})[name] = value
+    if "BILLING_PRICE_BOOK" in env:
+        out["price_book"] = env["BILLING_PRICE_BOOK"]
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    home: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load settings: defaults < TOML file < environment. Raise ConfigError if invalid."""
+    env = os.environ if env is None else env
+    home_value = home if home is not None else env.get("BILLING_HOME", "billing-data")
+    home_path = Path(home_value).expanduser().resolve()
+
+    config_path: Path | None
+    if config is not None:
+        config_path = Path(config).expanduser().resolve()
+        if not config_path.is_file():
+            raise ConfigError(f"config file not found: {config_path}")
+    elif env.get("BILLING_CONFIG"):
+        config_path = Path(env["BILLING_CONFIG"]).expanduser().resolve()
+        if not config_path.is_file():
+            raise ConfigError(f"BILLING_CONFIG points to a missing file: {config_path}")
+    else:
+        candidate = home_path / "billing.toml"
+        config_path = candidate if candidate.is_file() else None
+
+    data: dict[str, Any] = {}
+    if config_path is not None:
+        try:
+            with config_path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: invalid TOML: {exc}") from None
+        if "home" in data and home is None and "BILLING_HOME" not in env:
+            home_path = (config_path.parent / str(data["home"])).resolve()
+        data.pop("home", None)
+        if "metrics" in data:
+            # The file's metrics extend (or redefine) the default catalogue.
+            metrics = {k: v.model_dump() for k, v in DEFAULT_METRICS.items()}
+            metrics.update(data["metrics"])
+            data["metrics"] = metrics
+    data = _merge(data, _env_overrides(env))
+    try:
+        return Settings(home=home_path, config_file=config_path, **data)
+    except ValidationError as exc:
+        where = str(config_path) if config_path else "settings"
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def parse_date(text: str, *, what: str = "date") -> date:
+    """Parse YYYY-MM-DD strictly (a clear InputError otherwise)."""
+    from .errors import InputError
+
+    try:
+        if len(text) != 10:
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{what}: expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def decimal_env(name: str, default: Decimal) -> Decimal:
+    raw = os.environ.get(name)
+    return Decimal(raw) if raw else default

@@ -1,0 +1,498 @@
+"""Ingest raw usage logs into the lake: validate, de-duplicate, commit once.
+
+How one ingest works (``ingest(settings, paths)``):
+
+1. **Read** each file (``.jsonl``/``.ndjson``, gzip detected by its magic bytes) in
+   fixed-size chunks on a reader thread: numpy finds the newlines, the chunk becomes an
+   Arrow string array without copying, and the file's SHA-256 (of the decompressed
+   content) is computed on the way. Memory is bounded by the chunk size, whatever the
+   file size.
+2. **Validate** each chunk in DuckDB (``sql/ingest_validate.sql``): one JSON parse per
+   line, a reason for every rejected line. Lines land in a temporary staging table
+   that DuckDB spills to disk under its memory limit.
+3. **De-duplicate** (``sql/ingest_duplicates.sql``) against this ingest and the whole
+   history: an id already ingested is a duplicate (the first stands; a different
+   payload is a *conflict*); an id-less line's identity is its file's content hash and
+   line number.
+4. **Commit** events, rejects, duplicates and one manifest row per file in one DuckLake
+   transaction, under the lake write lock. A crash anywhere before the commit leaves
+   nothing visible; rerunning the same ingest then does the whole job once.
+5. **Publish** the rejected lines as JSON lines under ``$BILLING_HOME/rejects/`` (temp
+   file, then rename), after the commit; a missing file is rewritten from the lake on
+   the next ingest.
+
+Every non-blank line ends up in exactly one of ``accepted``, ``duplicates``,
+``rejected``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import queue
+import secrets
+import threading
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from .config import Settings
+from .errors import IngestError, LakeError
+from .lake import Lake, load_sql, run_query, run_sql, sql_literal
+
+#: File name suffixes ingested from folders.
+SUFFIXES: tuple[str, ...] = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+# --- reports ---------------------------------------------------------------------------
+@dataclass
+class FileReport:
+    """What happened to one source file."""
+
+    source_file: str
+    sha256: str = ""
+    size_bytes: int = 0
+    lines: int = 0  # non-blank lines
+    blank_lines: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    days: list[date] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class IngestReport:
+    """The outcome of one ingest call."""
+
+    ingest_id: str | None
+    files: list[FileReport]
+    snapshot_id: int | None = None
+    rejects_file: str | None = None
+
+    @property
+    def failed(self) -> list[FileReport]:
+        return [f for f in self.files if f.error]
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(f, name)) for f in self.files if not f.error)
+
+    @property
+    def days(self) -> list[date]:
+        return sorted({d for f in self.files if not f.error for d in f.days})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ingest_id": self.ingest_id,
+            "files": len([f for f in self.files if not f.error]),
+            "lines": self.total("lines"),
+            "accepted": self.total("accepted"),
+            "duplicates": self.total("duplicates"),
+            "rejected": self.total("rejected"),
+            "conflicts": self.total("conflicts"),
+            "blank_lines": self.total("blank_lines"),
+            "days": [d.isoformat() for d in self.days],
+            "snapshot_id": self.snapshot_id,
+            "rejects_file": self.rejects_file,
+            "failed_files": [{"file": f.source_file, "error": f.error} for f in self.failed],
+            "per_file": [
+                {k: v for k, v in asdict(f).items() if k not in ("days", "error")}
+                for f in self.files
+                if not f.error
+            ],
+        }
+
+
+# --- finding input files -----------------------------------------------------------------
+def _is_source(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and not name.startswith(".") and name.endswith(SUFFIXES)
+
+
+def resolve_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files and folders → the source files, sorted by path. Missing or unreadable
+    paths raise IngestError before anything is read."""
+    out: set[Path] = set()
+    for raw in paths:
+        p = Path(raw).expanduser().resolve()
+        if not p.exists():
+            raise IngestError("no such file or directory", path=str(raw))
+        if p.is_dir():
+            if not os.access(p, os.R_OK | os.X_OK):
+                raise IngestError("directory is not readable", path=str(raw))
+            out.update(c for c in p.rglob("*") if _is_source(c))
+        else:
+            if not os.access(p, os.R_OK):
+                raise IngestError("file is not readable", path=str(raw))
+            out.add(p)
+    return sorted(out)
+
+
+def new_landing_files(settings: Settings, con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """Files in the landing folder not yet ingested (same path and size in the manifest).
+
+    Landing files are expected to be immutable once they appear (producers write to a
+    temporary name and rename); a file whose size changed is ingested again, and the
+    event ids keep that safe.
+    """
+    landing = settings.landing_dir
+    if not landing.is_dir():
+        return []
+    candidates = sorted(p.resolve() for p in landing.rglob("*") if _is_source(p))
+    if not candidates:
+        return []
+    seen = {
+        (r[0], int(r[1]))
+        for r in run_query(
+            con, "SELECT DISTINCT source_file, size_bytes FROM ingest_manifest"
+        ).fetchall()
+    }
+    return [p for p in candidates if (str(p), p.stat().st_size) not in seen]
+
+
+# --- reading chunks ----------------------------------------------------------------------
+def _lines_table(buf: bytearray, first_line: int) -> pa.Table:
+    """Arrow table (line_no, raw, bad_utf8) over ``buf`` (complete lines, each ending
+    in a newline), without copying the text. Newlines become spaces (JSON whitespace)."""
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    nl = np.flatnonzero(arr == 10)
+    m = len(nl)
+    offsets = np.empty(m + 1, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1:] = nl + 1
+    arr[nl] = 32
+    line_no = pa.array(np.arange(first_line, first_line + m, dtype=np.int64))
+    raw = pa.LargeStringArray.from_buffers(m, pa.py_buffer(offsets), pa.py_buffer(buf))
+    try:
+        raw.validate(full=True)
+        bad = pa.nulls(m, pa.bool_())
+    except pa.ArrowInvalid:
+        raw, bad = _repair_utf8(buf, offsets)
+    return pa.Table.from_arrays([line_no, raw, bad], names=["line_no", "raw", "bad_utf8"])
+
+
+def _repair_utf8(buf: bytearray, offsets: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """Slow path for a chunk holding invalid UTF-8: flag the bad lines, keep their text
+    with the undecodable bytes escaped (``\\xNN``), so the reject keeps them."""
+    texts: list[str] = []
+    flags: list[bool] = []
+    view = memoryview(buf)
+    for i in range(len(offsets) - 1):
+        b = bytes(view[offsets[i] : offsets[i + 1]])
+        try:
+            texts.append(b.decode("utf-8"))
+            flags.append(False)
+        except UnicodeDecodeError:
+            texts.append(b.decode("utf-8", errors="backslashreplace"))
+            flags.append(True)
+    return pa.array(texts, type=pa.large_string()), pa.array(flags, type=pa.bool_())
+
+
+@dataclass
+class _FileStats:
+    sha256: str = ""
+    size_bytes: int = 0
+    content_bytes: int = 0
+    total_lines: int = 0
+
+
+def _read_file(path: Path, chunk_bytes: int, stats: _FileStats) -> Iterator[pa.Table]:
+    """Yield line tables of ``path``; fill ``stats`` (hash, size, lines) at the end."""
+    hasher = hashlib.sha256()
+    rem = b""
+    next_line = 1
+    size = 0
+    raw_fh = path.open("rb")
+    try:
+        src: IO[bytes] = _open_source_from(raw_fh)
+        while True:
+            buf = bytearray(len(rem) + chunk_bytes)
+            buf[: len(rem)] = rem
+            n = src.readinto(memoryview(buf)[len(rem) :])  # type: ignore[attr-defined]
+            if n:
+                hasher.update(memoryview(buf)[len(rem) : len(rem) + n])
+                size += n
+                end = len(rem) + n
+                cut = buf.rfind(b"\n", 0, end) + 1
+                if cut == 0:  # no newline yet: a line longer than the chunk, read more
+                    rem = bytes(buf[:end])
+                    continue
+                rem = bytes(buf[cut:end])
+                del buf[cut:]
+            else:
+                if not rem:
+                    break
+                buf = bytearray(rem) + b"\n"  # last line without a trailing newline
+                rem = b""
+            table = _lines_table(buf, next_line)
+            next_line += table.num_rows
+            yield table
+    except (OSError, EOFError, zlib.error) as exc:
+        corrupt = isinstance(exc, (gzip.BadGzipFile, EOFError, zlib.error))
+        kind = "corrupt gzip" if corrupt else "read error"
+        raise IngestError(f"{kind}: {exc}", path=str(path)) from exc
+    finally:
+        raw_fh.close()
+    stats.sha256 = hasher.hexdigest()
+    stats.size_bytes = path.stat().st_size  # on disk (compressed for .gz)
+    stats.content_bytes = size
+    stats.total_lines = next_line - 1
+
+
+def _open_source_from(fh: IO[bytes]) -> IO[bytes]:
+    magic = fh.read(2)
+    fh.seek(0)
+    if magic == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[return-value]
+    return fh
+
+
+_DONE = object()
+
+
+def _prefetch(it: Iterator[pa.Table], depth: int = 2) -> Iterator[pa.Table]:
+    """Run ``it`` on a reader thread, ``depth`` chunks ahead (numpy and gzip release the
+    GIL, so reading overlaps DuckDB's validation of the previous chunk)."""
+    q: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            q.put(exc)
+
+    t = threading.Thread(target=worker, name="ingest-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, pa.Table)
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
+# --- the ingest --------------------------------------------------------------------------
+_STAGING_DDL = """
+CREATE OR REPLACE TEMP TABLE ingest_lines (
+    file_seq INTEGER, line_no BIGINT, reason VARCHAR, id VARCHAR, workspace_id VARCHAR,
+    metric VARCHAR, quantity DECIMAL(38, 9), ts TIMESTAMPTZ, properties JSON, raw VARCHAR
+);
+CREATE OR REPLACE TEMP TABLE ingest_files (
+    file_seq INTEGER, source_file VARCHAR, source_sha256 VARCHAR, size_bytes BIGINT,
+    total_lines BIGINT
+);
+CREATE OR REPLACE TEMP VIEW staged AS
+    SELECT file_seq, line_no, id, workspace_id, metric, quantity, ts, properties
+    FROM temp.ingest_lines WHERE reason IS NULL;
+"""
+
+
+def _new_ingest_id() -> str:
+    return f"ing_{datetime.now(UTC):%Y%m%dT%H%M%S%f}_{secrets.token_hex(2)}"
+
+
+def _validation_params(settings: Settings) -> dict[str, Any]:
+    return {
+        "metrics": [f'"{m}"' for m in settings.metrics],
+        "whole": [d.whole for d in settings.metrics.values()],
+        "max_id_length": settings.ingest.max_id_length,
+    }
+
+
+def _stage_file(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    path: Path,
+    file_seq: int,
+) -> _FileStats:
+    insert = (
+        "INSERT INTO temp.ingest_lines SELECT $file_seq, line_no, reason, id, workspace_id, "
+        "metric, quantity, ts, properties, raw FROM ("
+        + load_sql("ingest_validate")
+        + ") WHERE reason IS DISTINCT FROM 'blank'"
+    )
+    params = {**_validation_params(settings), "file_seq": file_seq}
+    stats = _FileStats()
+    for table in _prefetch(_read_file(path, settings.ingest.chunk_bytes, stats)):
+        con.register("chunk", table)
+        try:
+            con.execute(insert, params)
+        finally:
+            con.unregister("chunk")
+    return stats
+
+
+def ingest(
+    settings: Settings,
+    paths: Sequence[str | os.PathLike[str]] | None = None,
+    *,
+    lake: Lake | None = None,
+) -> IngestReport:
+    """Ingest ``paths`` (files or folders), or the new files of the landing folder.
+
+    Raises IngestError for a missing or unreadable path (before anything is read). A
+    file that fails while being read (a corrupt gzip) is reported in ``files`` with its
+    ``error`` and left out; the other files are still committed.
+    """
+    lake = lake or Lake(settings)
+    inputs = resolve_inputs(paths) if paths else None
+    with lake.write_lock():
+        con = lake.connect()
+        try:
+            repair_reject_files(settings, con)
+            if inputs is None:
+                inputs = new_landing_files(settings, con)
+            return _ingest_files(settings, lake, con, inputs)
+        finally:
+            con.close()
+
+
+def _ingest_files(
+    settings: Settings, lake: Lake, con: duckdb.DuckDBPyConnection, inputs: list[Path]
+) -> IngestReport:
+    if not inputs:
+        return IngestReport(ingest_id=None, files=[])
+    ingest_id = _new_ingest_id()
+    started_at = datetime.now(UTC)
+    run_query(con, _STAGING_DDL)
+    reports: list[FileReport] = []
+    ok: list[tuple[int, Path, _FileStats]] = []
+    for seq, path in enumerate(inputs):
+        try:
+            stats = _stage_file(con, settings, path, seq)
+        except IngestError as exc:
+            run_query(con, "DELETE FROM temp.ingest_lines WHERE file_seq = ?", [seq])
+            reports.append(FileReport(source_file=str(path), error=str(exc)))
+            continue
+        except duckdb.Error as exc:
+            raise LakeError(f"{path}: validation failed: {exc}") from exc
+        ok.append((seq, path, stats))
+        reports.append(FileReport(source_file=str(path), sha256=stats.sha256))
+    if not ok:
+        return IngestReport(ingest_id=None, files=reports)
+
+    con.executemany(
+        "INSERT INTO temp.ingest_files VALUES (?, ?, ?, ?, ?)",
+        [[seq, str(p), st.sha256, st.size_bytes, st.total_lines] for seq, p, st in ok],
+    )
+    run_sql(con, "ingest_duplicates", prefix="CREATE OR REPLACE TEMP TABLE ingest_dups AS ")
+    run_sql(con, "ingest_file_counts", prefix="CREATE OR REPLACE TEMP TABLE ingest_counts AS ")
+    per_file = _file_counts(con)
+    expected_snapshot = lake.current_snapshot(con) + 1
+    extra = {"ingest_id": ingest_id, "files": len(ok)}
+    with lake.transaction(con, f"ingest {ingest_id}", extra):
+        params = {"ingest_id": ingest_id, "now": started_at, "snapshot_id": expected_snapshot}
+        for name in ("events", "rejects", "duplicates", "manifest"):
+            run_sql(con, f"ingest_commit_{name}", params)
+    snapshot = lake.current_snapshot(con)
+    if snapshot != expected_snapshot:  # another writer slipped in: the lock was bypassed
+        raise LakeError(
+            f"ingest {ingest_id} committed as snapshot {snapshot}, expected {expected_snapshot}"
+        )
+    by_seq = {seq: p for seq, p, _ in ok}
+    for seq, counts in per_file.items():
+        rep = next(r for r in reports if r.source_file == str(by_seq[seq]))
+        stats = next(st for s, _, st in ok if s == seq)
+        rep.size_bytes = stats.size_bytes
+        rep.lines = counts["lines"]
+        rep.blank_lines = stats.total_lines - counts["lines"]
+        rep.accepted = counts["accepted"]
+        rep.duplicates = counts["duplicates"]
+        rep.conflicts = counts["conflicts"]
+        rep.rejected = counts["rejected"]
+        rep.days = counts["days"]
+    rejects_file = _publish_rejects(settings, con, ingest_id)
+    run_query(
+        con,
+        "DROP TABLE IF EXISTS temp.ingest_lines; DROP TABLE IF EXISTS temp.ingest_dups; "
+        "DROP TABLE IF EXISTS temp.ingest_counts",
+    )
+    return IngestReport(
+        ingest_id=ingest_id, files=reports, snapshot_id=snapshot, rejects_file=rejects_file
+    )
+
+
+def _file_counts(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, Any]]:
+    rows = run_query(
+        con,
+        "SELECT file_seq, lines, rejected, duplicates, conflicts, accepted, days "
+        "FROM temp.ingest_counts",
+    ).fetchall()
+    return {
+        int(r[0]): {
+            "lines": int(r[1]),
+            "rejected": int(r[2]),
+            "duplicates": int(r[3]),
+            "conflicts": int(r[4]),
+            "accepted": int(r[5]),
+            "days": list(r[6] or []),
+        }
+        for r in rows
+    }
+
+
+# --- rejects files ---------------------------------------------------------------------
+def rejects_path(settings: Settings, ingest_id: str) -> Path:
+    return settings.rejects_dir / f"{ingest_id}.jsonl"
+
+
+def _publish_rejects(
+    settings: Settings, con: duckdb.DuckDBPyConnection, ingest_id: str
+) -> str | None:
+    """Write this ingest's rejected lines (from the lake) as JSON lines, atomically."""
+    row = run_query(con, "SELECT count(*) FROM rejects WHERE ingest_id = ?", [ingest_id]).fetchone()
+    if not row or not row[0]:
+        return None
+    target = rejects_path(settings, ingest_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # COPY cannot bind its target path; the path is ours (rejects dir + generated id).
+    con.execute(
+        "COPY (SELECT ingest_id, source_file, line_no AS line, reason, raw FROM rejects "
+        f"WHERE ingest_id = $ingest_id ORDER BY source_file, line_no) TO {sql_literal(str(tmp))} "
+        "(FORMAT json)",
+        {"ingest_id": ingest_id},
+    )
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    return str(target)
+
+
+def repair_reject_files(settings: Settings, con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Rewrite the rejects file of any committed ingest whose file is missing (a crash
+    between the commit and the publish)."""
+    ids = [r[0] for r in run_query(con, "SELECT DISTINCT ingest_id FROM rejects").fetchall()]
+    written = []
+    for ingest_id in ids:
+        if not rejects_path(settings, ingest_id).exists():
+            out = _publish_rejects(settings, con, ingest_id)
+            if out:
+                written.append(out)
+    return written

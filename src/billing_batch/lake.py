@@ -1,0 +1,310 @@
+"""The lake: the only module that opens DuckDB and attaches the DuckLake.
+
+* Extensions come from the ``duckdb-ext-*`` wheels' folder, with auto-install and
+  auto-load off: nothing is ever downloaded at run time.
+* The DuckLake catalog is a SQLite file under ``$BILLING_HOME/lake`` by default (a
+  Postgres catalog and an object-storage data path by configuration); the lake is
+  attached as ``lake`` and made the default catalog, so the files in ``sql/`` name
+  tables without a prefix.
+* Writers take ``locks/lake.lock`` (one writer at a time; DuckLake readers are never
+  blocked by it). Every write is one DuckLake transaction carrying a commit message,
+  so ``ducklake_snapshots()`` says which ingest or run produced each snapshot.
+* Analysts get a read-only, sandboxed connection: the lake attached ``READ_ONLY``,
+  file access limited to the lake's data folder, configuration locked, and only
+  ``SELECT``/``EXPLAIN`` statements accepted.
+
+DuckDB errors are mapped into :class:`~billing_batch.errors.LakeError` here.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .config import SQL_DIR, Settings
+from .errors import InputError, LakeError
+from .locking import file_lock
+
+#: The alias the job attaches the lake under (analysts may pick their own).
+LAKE = "lake"
+
+# Tables in creation order; each has ``sql/schema/<name>.sql``.
+TABLES: tuple[str, ...] = (
+    "events",
+    "rejects",
+    "duplicates",
+    "ingest_manifest",
+    "usage_daily",
+    "rollup_log",
+)
+
+
+def extension_directory() -> str:
+    """The folder the ``duckdb-ext-*`` wheels install their binaries into."""
+    spec = importlib.util.find_spec("duckdb_ext")
+    if spec is None or not spec.submodule_search_locations:
+        raise LakeError(
+            "the DuckDB extension wheels are not installed "
+            "(pip install duckdb-ext-ducklake duckdb-ext-sqlite)"
+        )
+    return str(Path(next(iter(spec.submodule_search_locations))) / "extensions")
+
+
+def sql_literal(value: str) -> str:
+    """Quote an operator-configured value (a path) for the few statements that cannot
+    take bound parameters (ATTACH, SET); never used for user input."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+@functools.cache
+def load_sql(name: str) -> str:
+    """The text of ``sql/<name>.sql``."""
+    path = SQL_DIR / f"{name}.sql"
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LakeError(f"missing SQL file {path}") from None
+
+
+def _required_extensions(catalog_url: str, data_path: str) -> list[str]:
+    exts = ["ducklake"]
+    if catalog_url.startswith("sqlite:"):
+        exts.append("sqlite_scanner")
+    elif catalog_url.startswith(("postgres:", "postgresql:")):
+        exts.append("postgres_scanner")
+    if re.match(r"^(s3|gcs|gs|r2|https?|az|abfss)://", data_path):
+        exts.append("httpfs")
+    return exts
+
+
+class Lake:
+    """Handle on the DuckLake for one set of settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    # --- connections -----------------------------------------------------------------
+    def _base_connection(self, *, job: bool) -> duckdb.DuckDBPyConnection:
+        s = self.settings
+        config: dict[str, Any] = {
+            "extension_directory": extension_directory(),
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+        if job:
+            tmp = s.tmp_dir / "duckdb"
+            tmp.mkdir(parents=True, exist_ok=True)
+            config["memory_limit"] = s.lake.memory_limit
+            config["temp_directory"] = str(tmp)
+            config["preserve_insertion_order"] = False
+            if s.lake.threads:
+                config["threads"] = s.lake.threads
+        try:
+            con = duckdb.connect(":memory:", config=config)
+            con.execute("SET TimeZone = 'UTC'")
+            for ext in _required_extensions(s.catalog_url, s.data_path):
+                con.execute(f"LOAD {ext}")
+        except duckdb.Error as exc:
+            raise LakeError(f"cannot start DuckDB with the lake extensions: {exc}") from exc
+        return con
+
+    def connect(self, *, read_only: bool = False, create: bool = True) -> duckdb.DuckDBPyConnection:
+        """A job connection with the lake attached as ``lake`` and selected (``USE``).
+
+        ``create=True`` creates the lake (folders, catalog, tables) when missing.
+        """
+        s = self.settings
+        if create and not read_only:
+            s.ensure_dirs()
+        elif not read_only:
+            s.lake_dir.mkdir(parents=True, exist_ok=True)
+        con = self._base_connection(job=True)
+        options = [f"DATA_PATH {sql_literal(s.data_path)}"]
+        if read_only:
+            options = ["READ_ONLY"]
+        try:
+            con.execute(
+                f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS {LAKE} "
+                f"({', '.join(options)})"
+            )
+            con.execute(f"USE {LAKE}")
+            if not read_only:
+                con.execute(
+                    f"CALL {LAKE}.set_option('parquet_compression', ?)", [s.lake.compression]
+                )
+        except duckdb.Error as exc:
+            con.close()
+            raise LakeError(f"cannot attach the lake at {s.catalog_url}: {exc}") from exc
+        if create and not read_only:
+            self.ensure_schema(con)
+        return con
+
+    def analyst_connection(self) -> duckdb.DuckDBPyConnection:
+        """A sandboxed read-only connection for ad-hoc queries (``billing-batch sql``)."""
+        s = self.settings
+        catalog_path = s.lake_dir / "catalog.sqlite"
+        if s.catalog_url.startswith("sqlite:") and not catalog_path.exists():
+            raise LakeError(f"no lake yet at {s.lake_dir}: ingest something first")
+        con = self._base_connection(job=False)
+        try:
+            con.execute(f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS billing (READ_ONLY)")
+            con.execute("USE billing")
+            allowed = [s.data_path] if "://" in s.data_path else [str(Path(s.data_path))]
+            con.execute("SET allowed_directories = ?", [allowed])
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        except duckdb.Error as exc:
+            con.close()
+            raise LakeError(f"cannot open the lake read-only: {exc}") from exc
+        return con
+
+    # --- schema ----------------------------------------------------------------------
+    def ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Create the lake tables and views that do not exist yet (idempotent)."""
+        existing = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [LAKE]
+            ).fetchall()
+        }
+        missing = [t for t in TABLES if t not in existing]
+        views = self._views_to_refresh(con)
+        if not missing and not views:
+            return
+        with self.transaction(con, "schema", {"created": missing, "views": list(views)}):
+            for table in missing:
+                con.execute(load_sql(f"schema/{table}"))
+            for name, text in views.items():
+                con.execute(text)
+                digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+                doc = _leading_comment(text)
+                con.execute(f"COMMENT ON VIEW {name} IS {sql_literal(f'{doc} [sql:{digest}]')}")
+
+    def _views_to_refresh(self, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+        view_dir = SQL_DIR / "views"
+        if not view_dir.is_dir():
+            return {}
+        current = {
+            r[0]: (r[1] or "")
+            for r in con.execute(
+                "SELECT view_name, comment FROM duckdb_views() WHERE database_name = ?", [LAKE]
+            ).fetchall()
+        }
+        out: dict[str, str] = {}
+        for path in sorted(view_dir.glob("*.sql")):
+            text = path.read_text(encoding="utf-8")
+            digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+            if f"[sql:{digest}]" not in current.get(path.stem, ""):
+                out[path.stem] = text
+        return out
+
+    # --- writing ---------------------------------------------------------------------
+    @contextmanager
+    def write_lock(self, *, timeout: float | None = None) -> Iterator[None]:
+        wait = self.settings.ingest.lock_timeout_seconds if timeout is None else timeout
+        with file_lock(self.settings.locks_dir / "lake.lock", timeout=wait, what="lake write"):
+            yield
+
+    @contextmanager
+    def transaction(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        message: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One DuckLake transaction (one snapshot) with a commit message."""
+        import json
+
+        try:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(
+                f"CALL {LAKE}.set_commit_message('billing-batch', ?, extra_info => ?)",
+                [message, json.dumps(dict(extra or {}), default=str, sort_keys=True)],
+            )
+        except duckdb.Error as exc:
+            raise LakeError(f"cannot begin a lake transaction: {exc}") from exc
+        try:
+            yield con
+            con.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            if isinstance(exc, duckdb.Error):
+                raise LakeError(f"lake write failed ({message}): {exc}") from exc
+            raise
+
+    # --- reading ---------------------------------------------------------------------
+    @staticmethod
+    def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
+        row = con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()
+        return int(row[0]) if row else 0
+
+
+def run_query(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Execute with bound parameters, mapping DuckDB errors into LakeError."""
+    try:
+        return con.execute(sql, params) if params is not None else con.execute(sql)
+    except duckdb.Error as exc:
+        raise LakeError(str(exc)) from exc
+
+
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def run_sql(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    prefix: str = "",
+) -> duckdb.DuckDBPyConnection:
+    """Run ``sql/<name>.sql`` (after ``prefix``, e.g. ``CREATE TEMP TABLE x AS``), binding
+    the named parameters the file uses (``$start``...) from ``params``."""
+    text = prefix + load_sql(name)
+    wanted = set(_PARAM.findall(text))
+    given = dict(params or {})
+    missing = wanted - given.keys()
+    if missing:
+        raise LakeError(f"sql/{name}.sql needs parameters {sorted(missing)}")
+    return run_query(con, text, {k: given[k] for k in wanted} if wanted else None)
+
+
+_ALLOWED_ANALYST_STATEMENTS = {"SELECT", "EXPLAIN"}
+
+
+def check_read_only_sql(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse anything but SELECT/EXPLAIN (no COPY, EXPORT, ATTACH, SET, ...)."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise InputError(f"invalid SQL: {exc}") from exc
+    if not statements:
+        raise InputError("no SQL statement given")
+    for st in statements:
+        kind = st.type.name
+        if kind not in _ALLOWED_ANALYST_STATEMENTS:
+            raise InputError(f"only SELECT queries are allowed here, not {kind}")
+
+
+def _leading_comment(text: str) -> str:
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("--"):
+            lines.append(line[2:].strip())
+        elif lines:
+            break
+    return " ".join(x for x in lines if x)

@@ -1,0 +1,63 @@
+"""Inter-process locks (``flock`` on a file under ``$BILLING_HOME/locks``).
+
+The lake takes one writer at a time: ingests, rollups, state mirrors and nightly runs
+hold ``lake.lock`` while they write. A nightly run also holds ``run.lock`` for its whole
+duration so a second run for any date exits at once with a clear message.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import LockedError
+
+
+@contextmanager
+def file_lock(path: Path, *, timeout: float = 0.0, what: str = "lock") -> Iterator[None]:
+    """Hold an exclusive lock on ``path``.
+
+    ``timeout=0`` fails at once when another process holds it; a positive timeout
+    waits (polling) that many seconds. The holder's pid is written into the file so the
+    error can name it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = _read_holder(path)
+                    raise LockedError(
+                        f"another {what} is in progress{holder}; "
+                        f"try again when it finishes ({path})"
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _read_holder(path: Path) -> str:
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid else ""
