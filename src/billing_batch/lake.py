@@ -185,7 +185,7 @@ class Lake:
             for name, text in views.items():
                 con.execute(text)
                 digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-                doc = _leading_comment(text)
+                doc = leading_comment(text)
                 con.execute(f"COMMENT ON VIEW {name} IS {sql_literal(f'{doc} [sql:{digest}]')}")
 
     def _views_to_refresh(self, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -300,7 +300,7 @@ def check_read_only_sql(con: duckdb.DuckDBPyConnection, sql: str) -> None:
             raise InputError(f"only SELECT queries are allowed here, not {kind}")
 
 
-def _leading_comment(text: str) -> str:
+def leading_comment(text: str) -> str:
     lines = []
     for line in text.splitlines():
         if line.startswith("--"):
