@@ -146,7 +146,9 @@ CREATE TABLE IF NOT EXISTS webhook_endpoint_state (
     url              TEXT NOT NULL,
     enabled          INTEGER NOT NULL DEFAULT 1,
     disabled_reason  TEXT,
-    disabled_at      TEXT
+    disabled_at      TEXT,
+    created_at       TEXT NOT NULL,                      -- first seen by a delivery pass
+    deliver_since    TEXT NOT NULL                       -- events created from then on are delivered
 );
 
 CREATE TABLE IF NOT EXISTS webhook_deliveries (

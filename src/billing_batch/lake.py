@@ -116,36 +116,57 @@ class Lake:
             raise LakeError(f"cannot start DuckDB with the lake extensions: {exc}") from exc
         return con
 
-    def connect(self, *, read_only: bool = False, create: bool = True) -> duckdb.DuckDBPyConnection:
+    def connect(
+        self,
+        *,
+        read_only: bool = False,
+        create: bool = True,
+        snapshot: int | None = None,
+    ) -> duckdb.DuckDBPyConnection:
         """A job connection with the lake attached as ``lake`` and selected (``USE``).
 
-        ``create=True`` creates the lake (folders, catalog, tables) when missing.
+        ``create=True`` creates the lake (folders, catalog, tables) when missing;
+        ``snapshot=n`` attaches the lake read-only as it was at snapshot ``n`` (time
+        travel: the same SQL then reads the past).
         """
         s = self.settings
-        if create and not read_only:
-            s.ensure_dirs()
-        elif not read_only:
-            s.lake_dir.mkdir(parents=True, exist_ok=True)
+        if (read_only or snapshot is not None) and create and not self.exists():
+            with self.write_lock():
+                self.connect().close()  # create it, then attach read-only below
+        if not read_only and snapshot is None:
+            if create:
+                s.ensure_dirs()
+            else:
+                s.lake_dir.mkdir(parents=True, exist_ok=True)
         con = self._base_connection(job=True)
-        options = [f"DATA_PATH {sql_literal(s.data_path)}"]
-        if read_only:
+        if snapshot is not None:
+            options = ["READ_ONLY", f"SNAPSHOT_VERSION {int(snapshot)}"]
+        elif read_only:
             options = ["READ_ONLY"]
+        else:
+            options = [f"DATA_PATH {sql_literal(s.data_path)}"]
         try:
             con.execute(
                 f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS {LAKE} "
                 f"({', '.join(options)})"
             )
             con.execute(f"USE {LAKE}")
-            if not read_only:
+            if not read_only and snapshot is None:
                 con.execute(
                     f"CALL {LAKE}.set_option('parquet_compression', ?)", [s.lake.compression]
                 )
         except duckdb.Error as exc:
             con.close()
             raise LakeError(f"cannot attach the lake at {s.catalog_url}: {exc}") from exc
-        if create and not read_only:
+        if create and not read_only and snapshot is None:
             self.ensure_schema(con)
         return con
+
+    def exists(self) -> bool:
+        """Whether the lake's catalog exists (always assumed for non-SQLite catalogs)."""
+        if self.settings.catalog_url.startswith("sqlite:"):
+            return Path(self.settings.catalog_url.removeprefix("sqlite:")).exists()
+        return True
 
     def analyst_connection(self) -> duckdb.DuckDBPyConnection:
         """A sandboxed read-only connection for ad-hoc queries (``billing-batch sql``)."""

@@ -78,3 +78,24 @@ def format_quantity(quantity: Decimal) -> str:
     text = format(quantity.normalize(), "f")
     whole, _, frac = text.partition(".")
     return f"{int(whole):,}.{frac}" if whole not in ("", "-") else text
+
+
+def format_price(price: Decimal, currency: str) -> str:
+    """Unit prices and exact (unrounded) amounts, never rounded: every significant
+    decimal, at least the currency's minor unit, grouped.
+
+    ``0.5 USD`` → ``'0.50'``; ``0.008 USD`` → ``'0.008'``; ``1234.5 JPY`` → ``'1,234.5'``;
+    ``75 JPY`` → ``'75'``.
+    """
+    if not price.is_finite():
+        raise InputError(f"not a finite number: {price}")
+    d = price.normalize() if price != 0 else Decimal(0)
+    exponent = d.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    places = max(minor_units(currency), -exponent)
+    return f"{d:,.{places}f}"
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    """``Decimal('550'), 'usd'`` → ``'550.00 USD'`` (format_amount and the currency code)."""
+    return f"{format_amount(amount, currency)} {currency.upper()}"

@@ -1,0 +1,130 @@
+"""``billing-batch invoice ...``: create, finalize, get, void, pay, explain, list.
+
+Every subcommand prints the invoice's JSON on success and exits non-zero with a clear
+message on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from ..config import parse_date
+from ..invoices import (
+    create_invoice,
+    explain_invoice,
+    finalize_invoice,
+    get_invoice,
+    list_invoices,
+    void_invoice,
+)
+from ..store import mirror_to_lake
+from ._common import print_json, settings_from
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    inv = sub.add_parser("invoice", help="create, finalize, get, void, pay or explain invoices")
+    isub = inv.add_subparsers(dest="invoice_command", metavar="ACTION", required=True)
+
+    c = isub.add_parser("create", help="create (or refresh) the draft for a workspace and period")
+    c.add_argument("--workspace", required=True)
+    c.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
+    c.add_argument("--end", required=True, help="last day (inclusive), YYYY-MM-DD")
+    c.set_defaults(handler=_create)
+
+    f = isub.add_parser("finalize", help="number and freeze a draft (status open), write JSON+PDF")
+    f.add_argument("id")
+    f.set_defaults(handler=_finalize)
+
+    g = isub.add_parser("get", help="print an invoice (by id or number)")
+    g.add_argument("id")
+    g.add_argument("--pdf", metavar="OUT", help="also write its PDF to OUT")
+    g.set_defaults(handler=_get)
+
+    v = isub.add_parser("void", help="cancel an open or overdue invoice")
+    v.add_argument("id")
+    v.add_argument("--reason", default="")
+    v.set_defaults(handler=_void)
+
+    p = isub.add_parser("pay", help="charge an open or overdue invoice through Stripe")
+    p.add_argument("id")
+    p.add_argument("--payment-method", help="pm_... (default: the workspace's default)")
+    p.set_defaults(handler=_pay)
+
+    e = isub.add_parser("explain", help="daily quantities, tier arithmetic, snapshot, recheck")
+    e.add_argument("id")
+    e.set_defaults(handler=_explain)
+
+    ls = isub.add_parser("list", help="list invoices")
+    ls.add_argument("--workspace")
+    ls.add_argument("--status")
+    ls.set_defaults(handler=_list)
+
+
+def _create(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    start = parse_date(args.start, what="--start")
+    end = parse_date(args.end, what="--end")
+    inv = create_invoice(settings, args.workspace, start, end)
+    mirror_to_lake(settings, reason=f"invoice create {inv.id}")
+    print_json(inv.to_json())
+    return 0
+
+
+def _finalize(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    inv = finalize_invoice(settings, args.id)
+    mirror_to_lake(settings, reason=f"invoice finalize {inv.id}")
+    print_json(inv.to_json())
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    inv = get_invoice(settings, args.id)
+    if args.pdf:
+        from ..render import render_pdf
+
+        out = Path(args.pdf).expanduser().resolve()
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        data = render_pdf(inv.to_json())
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    print_json(inv.to_json())
+    return 0
+
+
+def _void(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    inv = void_invoice(settings, args.id, reason=args.reason)
+    mirror_to_lake(settings, reason=f"invoice void {inv.id}")
+    print_json(inv.to_json())
+    return 0
+
+
+def _pay(args: argparse.Namespace) -> int:
+    from ..payments import pay_invoice
+
+    settings = settings_from(args)
+    result = pay_invoice(settings, args.id, payment_method=args.payment_method)
+    mirror_to_lake(settings, reason=f"invoice pay {args.id}")
+    print_json(result.to_json())
+    return 0 if result.succeeded else 1
+
+
+def _explain(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    print_json(explain_invoice(settings, args.id))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    invs = list_invoices(settings, workspace_id=args.workspace, status=args.status)
+    print_json([i.to_json() for i in invs])
+    return 0
