@@ -1,31 +1,35 @@
 -- ingest_commit_events: append this ingest's new events to `events`.
 -- Grain: one row per accepted, non-duplicate staged line. Sorted by (day, workspace_id)
--- so each day's files keep a workspace's rows together (min/max pruning).
--- Parameters: $ingest_id, $now (ingested_at). Inputs: temp `staged`, `ingest_files`, `ingest_dups`.
+-- so each day's files keep a workspace's rows together (min/max pruning). Only the
+-- staged columns go through the sort; per-file and per-ingest constants are added after.
+-- Parameters: $ingest_id, $now (ingested_at), $source_files and $source_sha256s (indexed
+-- by file_seq + 1). Inputs: temp `staged`, `ingest_dups`.
 WITH fresh AS (
-    SELECT s.*
+    SELECT s.file_seq, s.line_no, s.id, s.workspace_id, s.metric, s.quantity, s.ts, s.day, s.properties
     FROM staged AS s
     ANTI JOIN temp.ingest_dups AS d ON d.file_seq = s.file_seq AND d.line_no = s.line_no
 ),
 
+sorted AS (
+    SELECT * FROM fresh ORDER BY day, workspace_id
+),
+
 final AS (
     SELECT
-        s.id,
-        s.workspace_id,
-        s.metric,
-        s.quantity,
-        s.ts,
-        CAST(s.ts AS DATE) AS day,
-        s.properties,
-        f.source_file,
-        f.source_sha256,
-        s.line_no,
+        id,
+        workspace_id,
+        metric,
+        quantity,
+        ts,
+        day,
+        properties,
+        list_extract($source_files, file_seq + 1) AS source_file,
+        list_extract($source_sha256s, file_seq + 1) AS source_sha256,
+        line_no,
         $ingest_id AS ingest_id,
         $now AS ingested_at
-    FROM fresh AS s
-    JOIN temp.ingest_files AS f ON f.file_seq = s.file_seq
+    FROM sorted
 )
 
 INSERT INTO events
 SELECT * FROM final
-ORDER BY day, workspace_id

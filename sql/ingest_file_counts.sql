@@ -5,7 +5,7 @@ WITH line_counts AS (
     SELECT
         file_seq,
         count(*) AS lines,
-        count(*) FILTER (WHERE reason IS NOT NULL) AS rejected
+        count(reason) AS rejected
     FROM temp.ingest_lines
     GROUP BY file_seq
 ),
@@ -19,15 +19,18 @@ dup_counts AS (
     GROUP BY file_seq
 ),
 
-fresh AS (
-    SELECT
-        s.file_seq,
-        list(DISTINCT CAST(s.ts AS DATE) ORDER BY CAST(s.ts AS DATE)) AS days,
-        min(s.ts) AS min_ts,
-        max(s.ts) AS max_ts
+fresh_days AS (
+    -- (file, day) pairs first: a few groups, so no per-row distinct-list work
+    SELECT s.file_seq, s.day, min(s.ts) AS min_ts, max(s.ts) AS max_ts
     FROM staged AS s
     ANTI JOIN temp.ingest_dups AS d ON d.file_seq = s.file_seq AND d.line_no = s.line_no
-    GROUP BY s.file_seq
+    GROUP BY s.file_seq, s.day
+),
+
+fresh AS (
+    SELECT file_seq, list(day ORDER BY day) AS days, min(min_ts) AS min_ts, max(max_ts) AS max_ts
+    FROM fresh_days
+    GROUP BY file_seq
 ),
 
 final AS (

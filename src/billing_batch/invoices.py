@@ -910,6 +910,7 @@ def create_invoice(
     result = create_invoices(settings, [(workspace_id, start, end)], now=now)[0]
     if isinstance(result, BillingError):
         raise result
+    assert result is not None
     return result
 
 
@@ -919,9 +920,12 @@ def create_invoices(
     *,
     now: datetime | None = None,
     finalize: bool = False,
-) -> list[Invoice | BillingError]:
+    skip_empty: bool = False,
+) -> list[Invoice | BillingError | None]:
     """Create or refresh many drafts (and optionally finalize them) with batched reads
-    and one state transaction; a failure of one workspace is returned in its place."""
+    and one state transaction; a failure of one workspace is returned in its place.
+    With ``skip_empty`` a period with no line at all (no usage, fee, minimum or late
+    usage) creates nothing and yields None."""
     now = _now(now)
     book = load_price_book(settings)
     lake = Lake(settings)
@@ -937,7 +941,7 @@ def create_invoices(
                         period = req[1]
                         assert isinstance(period, Period)
                     else:
-                        s, e = req[1], req[2]  # type: ignore[misc]
+                        s, e = req[1], req[2]
                         assert isinstance(s, date) and isinstance(e, date)
                         period = period_for(subs.get(ws, []), s, e)
                     items.append(_Item(ws, period))
@@ -946,7 +950,7 @@ def create_invoices(
             valid = [i for i in items if isinstance(i, _Item)]
             with store.transaction(con):
                 rated = _rate_items(settings, valid, lake_con, con, book, subs)
-                results: list[Invoice | BillingError] = []
+                results: list[Invoice | BillingError | None] = []
                 for item in items:
                     if isinstance(item, BillingError):
                         results.append(item)
@@ -954,6 +958,9 @@ def create_invoices(
                     r = rated[item]
                     if isinstance(r, BillingError):
                         results.append(r)
+                        continue
+                    if skip_empty and not r.lines:
+                        results.append(None)
                         continue
                     con.execute("SAVEPOINT one")
                     try:
@@ -1051,6 +1058,7 @@ def finalize_invoice(
     )[0]
     if isinstance(result, BillingError):
         raise result
+    assert result is not None
     if render:
         publish_invoice_files(settings, [result.id])
         result = get_invoice(settings, result.id)

@@ -24,8 +24,11 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+from . import store
+from .config import Settings
 from .ids import stable_id
 from .jsonutil import dumps
+from .lake import Lake, run_query, run_sql
 from .store import ts
 
 EVENT_TYPES: tuple[str, ...] = (
@@ -65,3 +68,83 @@ def record_event(
         (eid, type_, workspace_id, subject_id, ts(at), payload),
     )
     return eid
+
+
+def record_usage_events(
+    settings: Settings,
+    *,
+    lake: Lake | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """Emit ``billing.usage.recorded`` (one per workspace per ingest) for every committed
+    ingest that has not had its events yet.
+
+    An ingest commits to the lake and its events go to the state store: two stores, so
+    this is a reconciliation rather than one transaction. It is driven by the lake's
+    manifest (the source of truth) and keyed by ingest id: run after every ingest, it
+    emits exactly the missing events, also after a crash between the two writes, and
+    never an event twice (ids are derived from the ingest id and the workspace).
+    """
+    lake = lake or Lake(settings)
+    now = now or store.utcnow()
+    with store.opened(settings) as con:
+        done = {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT subject_id FROM outbox WHERE type = 'billing.usage.recorded'"
+            )
+        }
+        lake_con = lake.connect(read_only=True)
+        try:
+            pending = [
+                (r[0], list(r[1] or []))
+                for r in run_query(
+                    lake_con,
+                    "SELECT ingest_id, flatten(list(days)) FROM ingest_manifest "
+                    "GROUP BY ingest_id HAVING sum(accepted) > 0 ORDER BY ingest_id",
+                ).fetchall()
+                if r[0] not in done
+            ]
+            if not pending:
+                return []
+            rows = run_sql(
+                lake_con,
+                "usage_recorded_by_ingest",
+                {
+                    "ingest_ids": [p[0] for p in pending],
+                    "days": sorted({d for _, days in pending for d in days}),
+                },
+            ).fetchall()
+        finally:
+            lake_con.close()
+        by_key: dict[tuple[str, str], dict[str, Any]] = {}
+        for ingest_id, workspace_id, metric, events, total, peak, first_day, last_day in rows:
+            entry = by_key.setdefault(
+                (ingest_id, workspace_id),
+                {
+                    "workspaceId": workspace_id,
+                    "ingestId": ingest_id,
+                    "events": 0,
+                    "quantities": {},
+                    "days": {"first": first_day, "last": last_day},
+                },
+            )
+            entry["events"] += int(events)
+            entry["quantities"][metric] = {"events": int(events), "total": total, "max": peak}
+            entry["days"]["first"] = min(entry["days"]["first"], first_day)
+            entry["days"]["last"] = max(entry["days"]["last"], last_day)
+        ids: list[str] = []
+        with store.transaction(con):
+            for (ingest_id, workspace_id), data in sorted(by_key.items()):
+                ids.append(
+                    record_event(
+                        con,
+                        "billing.usage.recorded",
+                        subject_id=ingest_id,
+                        discriminator=workspace_id,
+                        workspace_id=workspace_id,
+                        data=data,
+                        at=now,
+                    )
+                )
+        return ids

@@ -95,8 +95,9 @@ class Charge:
     * ``unit_price``: for ``per_unit`` and ``volume`` (the price of the tier reached).
     * ``tiers``: the tiers with billable units (graduated: every tier reached; volume: the
       one tier that priced everything).
-    * ``prior``: set by :meth:`MetricPrice.rate_additional` (late usage): the charge of
-      what was already billed; then ``exact_amount``/``amount`` are the differences.
+    * ``prior`` and ``combined``: set by :meth:`MetricPrice.rate_additional` (late usage):
+      the charges of what was already billed and of everything together; then
+      ``exact_amount``/``amount`` are the differences.
     """
 
     metric: str
@@ -113,7 +114,7 @@ class Charge:
     package_price: Decimal | None = None
     packages: Decimal | None = None
     prior: Charge | None = None
-    total: Charge | None = None
+    combined: Charge | None = None
 
     # -- presentation ------------------------------------------------------------------
     def _p(self, value: Decimal) -> str:
@@ -147,10 +148,10 @@ class Charge:
             lines.append(f"{self._q(self.billable)} billable = {self._p(ZERO)}")
         else:
             for t in self.tiers:
-                upper = self._q(t.up_to) if t.up_to is not None else "∞"
-                head = f"tier {t.index} ({self._q(t.from_)}, {upper}]"
+                upper = f"{self._q(t.up_to)}]" if t.up_to is not None else "∞)"
+                head = f"tier {t.index} ({self._q(t.from_)}, {upper}"
                 if self.model == "volume":
-                    head += f": all {self._q(self.billable)}"
+                    head = f"all {self._q(self.billable)} at {head}"
                 flat = f" + {self._p(t.flat_fee)} flat" if t.flat_fee else ""
                 lines.append(
                     f"{head}: {self._q(t.quantity)} × {self._p(t.unit_price)}{flat}"
@@ -163,15 +164,15 @@ class Charge:
 
     def explain(self) -> list[str]:
         """Human-readable arithmetic, e.g. ``["45,000 × 0.01 = 450.00"]``."""
-        if self.prior is not None and self.total is not None:
+        if self.prior is not None and self.combined is not None:
             lines = [
                 f"{self._q(self.prior.quantity)} already billed"
-                f" + {self._q(self.quantity)} more = {self._q(self.total.quantity)}"
+                f" + {self._q(self.quantity)} more = {self._q(self.combined.quantity)}"
             ]
-            lines += [f"all: {line}" for line in self.total._own_lines()]
+            lines += [f"all: {line}" for line in self.combined._own_lines()]
             lines += [f"already billed: {line}" for line in self.prior._own_lines()]
             lines.append(
-                f"{self._p(self.total.amount)} − {self._p(self.prior.amount)} already billed"
+                f"{self._p(self.combined.amount)} − {self._p(self.prior.amount)} already billed"
                 f" = {money.format_amount(self.amount, self.currency)}"
             )
             return lines
@@ -203,9 +204,9 @@ class Charge:
             detail["packageSize"] = self.package_size
             detail["packagePrice"] = self.package_price
             detail["packages"] = self.packages
-        if self.prior is not None and self.total is not None:
+        if self.prior is not None and self.combined is not None:
             detail["alreadyBilled"] = self.prior.to_detail()
-            detail["combined"] = self.total.to_detail()
+            detail["combined"] = self.combined.to_detail()
         detail["explain"] = self.explain()
         return detail
 
@@ -246,9 +247,7 @@ class MetricPrice:
     package_size: Decimal | None = None
     package_price: Decimal | None = None
 
-    def rate(
-        self, quantity: Decimal, currency: str, *, included: Decimal | None = None
-    ) -> Charge:
+    def rate(self, quantity: Decimal, currency: str, *, included: Decimal | None = None) -> Charge:
         """Price ``quantity`` units. ``included`` overrides the price's free units (e.g.
         prorated by a subscription); the line amount is rounded once, HALF_UP."""
         quantity = _check_quantity(quantity, f"{self.metric}: quantity")
@@ -350,7 +349,7 @@ class MetricPrice:
                 else None
             ),
             prior=prior,
-            total=total,
+            combined=total,
         )
 
     def _graduated(self, billable: Decimal) -> tuple[Decimal, list[TierCharge]]:
@@ -363,7 +362,9 @@ class MetricPrice:
             top = billable if tier.up_to is None else min(billable, tier.up_to)
             units = top - lower
             amount = units * tier.unit_price + tier.flat_fee
-            out.append(TierCharge(i, lower, tier.up_to, units, tier.unit_price, tier.flat_fee, amount))
+            out.append(
+                TierCharge(i, lower, tier.up_to, units, tier.unit_price, tier.flat_fee, amount)
+            )
             exact += amount
             if tier.up_to is None:
                 break
@@ -493,9 +494,7 @@ class PriceBook:
             return self.plans[name]
         except KeyError:
             known = ", ".join(sorted(self.plans))
-            raise PriceBookError(
-                f"{self.source}: unknown plan {name!r} (plans: {known})"
-            ) from None
+            raise PriceBookError(f"{self.source}: unknown plan {name!r} (plans: {known})") from None
 
     def account(self, workspace_id: str) -> Account:
         """The workspace's account; an unlisted workspace gets the defaults."""
@@ -700,7 +699,9 @@ def _parse_price(r: _Reader, metric: str, data: object, key: str) -> MetricPrice
     table = r.table(data, key)
     model = r.string(r.required(table, "model", key), f"{key}.model")
     if model not in _PRICE_KEYS:
-        raise r.error(f"{key}.model", f"unknown model {model!r} (models: {', '.join(PRICE_MODELS)})")
+        raise r.error(
+            f"{key}.model", f"unknown model {model!r} (models: {', '.join(PRICE_MODELS)})"
+        )
     r.keys(table, _PRICE_KEYS[model], key)
     included = r.decimal(table.get("included", 0), f"{key}.included")
     if model == "per_unit":
@@ -725,9 +726,7 @@ def _parse_price(r: _Reader, metric: str, data: object, key: str) -> MetricPrice
         up_to: Decimal | None = None
         if "up_to" in tier:
             if last:
-                raise r.error(
-                    f"{tkey}.up_to", "the last tier is unbounded: leave out its up_to"
-                )
+                raise r.error(f"{tkey}.up_to", "the last tier is unbounded: leave out its up_to")
             up_to = r.decimal(tier["up_to"], f"{tkey}.up_to", positive=True)
             if up_to <= previous:
                 raise r.error(
@@ -794,7 +793,9 @@ def _parse_workspace(
     r.keys(table, _WORKSPACE_KEYS, key)
     plan_name = r.string(table.get("plan", default_plan), f"{key}.plan")
     if plan_name not in plans:
-        raise r.error(f"{key}.plan", f"unknown plan {plan_name!r} (plans: {', '.join(sorted(plans))})")
+        raise r.error(
+            f"{key}.plan", f"unknown plan {plan_name!r} (plans: {', '.join(sorted(plans))})"
+        )
     plan = plans[plan_name]
     if "currency" in table:
         currency = r.currency(table["currency"], f"{key}.currency")
@@ -902,9 +903,7 @@ def parse_price_book(
         )
     raw_ws = r.table(top.get("workspaces", {}), "workspaces")
     workspaces = {
-        ws: _parse_workspace(
-            r, ws, raw, plans, default_plan, default_tax_rate, default_net_terms
-        )
+        ws: _parse_workspace(r, ws, raw, plans, default_plan, default_tax_rate, default_net_terms)
         for ws, raw in raw_ws.items()
     }
     content = _content(

@@ -35,6 +35,7 @@ MIRRORED: tuple[str, ...] = (
     "subscription_events",
     "subscriptions",
     "outbox",
+    "webhook_endpoints",
     "webhook_deliveries",
     "webhook_attempts",
     "runs",

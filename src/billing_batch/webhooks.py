@@ -59,7 +59,14 @@ from typing import Any
 import httpx
 
 from .config import Settings, WebhookEndpoint
-from .errors import ConfigError, InputError, LakeError, NotFoundError, WebhookVerificationError
+from .errors import (
+    ConfigError,
+    InputError,
+    LakeError,
+    NotFoundError,
+    WebhookError,
+    WebhookVerificationError,
+)
 from .jsonutil import loads
 from .store import opened, parse_ts, transaction, ts, utcnow
 
@@ -74,7 +81,8 @@ DEFAULT_TOLERANCE_SECONDS = 300
 #: multiplied by a random factor in ``[1 - RETRY_JITTER, 1 + RETRY_JITTER]``, and no
 #: attempt is scheduled later than ``max_age_hours`` after the event: with 72 h the
 #: attempts fall at about 0, 5 s, 5 min, 35 min, 2.6 h, 7.6 h, 17.6 h, 31.6 h, 51.6 h and
-#: 72 h after the event, ten in all.
+#: 72 h after the event: ten in all (eleven when the jitter shortens the gaps enough to
+#: fit one more 24 h retry before the deadline).
 RETRY_DELAYS: tuple[timedelta, ...] = (
     timedelta(seconds=5),
     timedelta(minutes=5),
@@ -242,6 +250,8 @@ def is_public_address(address: str) -> bool:
     site-local, and not an IPv4 address of those kinds embedded in IPv6 (mapped,
     6to4, Teredo, NAT64)."""
     ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return is_public_address(str(ip.ipv4_mapped))  # judged as the IPv4 it is
     bad = (
         not ip.is_global
         or ip.is_private
@@ -584,7 +594,12 @@ def _post(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature_header(secrets, due.event_id, timestamp, due.payload),
     }
-    extensions = {"sni_hostname": target.sni} if target.sni else {}
+    extensions: dict[str, Any] = {}
+    if target.sni:
+        extensions["sni_hostname"] = target.sni
+        # Connections are pooled by IP: never reuse a TLS connection whose certificate
+        # was checked for another host name that happens to share the address.
+        headers["connection"] = "close"
     timeout = httpx.Timeout(settings.webhooks.timeout_seconds)
     errors: list[str] = []
     for connect_url in target.urls:
@@ -606,6 +621,8 @@ def _post(
             return _Outcome(None, f"timeout ({type(exc).__name__})", elapsed(), unreachable=True)
         except httpx.HTTPError as exc:
             return _Outcome(None, f"{type(exc).__name__}: {exc}", elapsed())
+        except (httpx.InvalidURL, httpx.StreamError) as exc:  # not expected: a bug
+            raise WebhookError(f"cannot send webhook {due.event_id}: {exc}") from exc
         try:
             code = response.status_code
             retry_after = _retry_after(response)

@@ -1,0 +1,184 @@
+"""The nightly flow: one scheduled Prefect run does the whole job, safely rerunnable.
+
+Thin by design: each task wraps one library function (``billing_batch.*``); the rules
+live in the library. Run it with ``billing-batch run [--date D]`` (ephemeral Prefect, no
+server needed), or serve it on a schedule with ``billing-batch schedule`` /
+``python flows/nightly.py`` against a Prefect server (see README).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from typing import Any, TypeVar
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from billing_batch import store
+from billing_batch.config import Settings, load_settings
+from billing_batch.ingest import ingest
+from billing_batch.nightly import (
+    RunSummary,
+    StepResult,
+    charge,
+    close_periods,
+    default_run_date,
+    deliver_webhooks,
+    new_run,
+    overdue,
+    publish_files,
+    run_lock,
+    write_summary,
+)
+from billing_batch.outbox import record_usage_events
+from billing_batch.usage import refresh_rollup
+
+T = TypeVar("T")
+
+#: What a task gets instead of a Settings object: plain strings, so a task can run on
+#: another worker (Dask, Ray) and load the same settings there.
+Where = tuple[str, str | None]  # (BILLING_HOME, config file or None)
+
+
+def _settings(where: Where) -> Settings:
+    home, config = where
+    return load_settings(config, home=home)
+
+
+def _timed(name: str, fn: Callable[[], T]) -> tuple[T, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+@task(name="ingest-landing", cache_policy=NO_CACHE)
+def ingest_task(where: Where) -> StepResult:
+    settings = _settings(where)
+    report, secs = _timed("ingest", lambda: ingest(settings))
+    events = record_usage_events(settings)
+    d = report.to_dict()
+    step = StepResult(
+        "ingest",
+        counts={
+            "files": d["files"],
+            "lines": d["lines"],
+            "accepted": d["accepted"],
+            "duplicates": d["duplicates"],
+            "conflicts": d["conflicts"],
+            "rejected": d["rejected"],
+            "usage_events": len(events),
+        },
+        failures=[{"file": f["file"], "error": f["error"]} for f in d["failed_files"]],
+        seconds=secs,
+    )
+    if d["rejects_file"]:
+        step.notes.append(f"rejected lines kept in {d['rejects_file']}")
+    get_run_logger().info("ingest: %s", step.counts)
+    return step
+
+
+@task(name="refresh-rollup", cache_policy=NO_CACHE)
+def rollup_task(where: Where) -> StepResult:
+    settings = _settings(where)
+    report, secs = _timed("rollup", lambda: refresh_rollup(settings))
+    step = StepResult(
+        "rollup",
+        counts={"days": len(report.days), "ingests": len(report.ingest_ids)},
+        seconds=secs,
+    )
+    get_run_logger().info("rollup: %s", step.counts)
+    return step
+
+
+@task(name="close-periods", cache_policy=NO_CACHE)
+def invoices_task(where: Where, run_date: date) -> StepResult:
+    settings = _settings(where)
+    (step, _ids), secs = _timed("invoices", lambda: close_periods(settings, run_date))
+    step.seconds = secs
+    get_run_logger().info("invoices: %s", step.counts)
+    for f in step.failures:
+        get_run_logger().error("invoice failed: %s", f)
+    return step
+
+
+@task(name="render-documents", cache_policy=NO_CACHE)
+def documents_task(where: Where) -> StepResult:
+    settings = _settings(where)
+    step, secs = _timed("documents", lambda: publish_files(settings))
+    step.seconds = secs
+    get_run_logger().info("documents: %s", step.counts)
+    return step
+
+
+@task(name="mirror-state", cache_policy=NO_CACHE)
+def mirror_task(where: Where, reason: str) -> int:
+    settings = _settings(where)
+    return store.mirror_to_lake(settings, reason=reason)
+
+
+@task(name="charge-payments", cache_policy=NO_CACHE)
+def payments_task(where: Where, run_date: date) -> StepResult:
+    settings = _settings(where)
+    step, secs = _timed("payments", lambda: charge(settings, run_date))
+    step.seconds = secs
+    for note in step.notes:
+        get_run_logger().warning(note)
+    get_run_logger().info("payments: %s", step.counts)
+    return step
+
+
+@task(name="mark-overdue", cache_policy=NO_CACHE)
+def overdue_task(where: Where, run_date: date) -> StepResult:
+    settings = _settings(where)
+    step, secs = _timed("overdue", lambda: overdue(settings, run_date))
+    step.seconds = secs
+    get_run_logger().info("overdue: %s", step.counts)
+    return step
+
+
+@task(name="deliver-webhooks", cache_policy=NO_CACHE)
+def webhooks_task(where: Where) -> StepResult:
+    settings = _settings(where)
+    step, secs = _timed("webhooks", lambda: deliver_webhooks(settings))
+    step.seconds = secs
+    get_run_logger().info("webhooks: %s", step.counts)
+    return step
+
+
+@flow(name="billing-nightly", log_prints=True)
+def nightly(
+    run_date: date | None = None, config: str | None = None, home: str | None = None
+) -> dict[str, Any]:
+    """Ingest → rollup → close periods (invoices, JSON, PDF) → charge → dunning →
+    overdue → webhooks → summary."""
+    settings = load_settings(config, home=home)
+    where: Where = (str(settings.home), str(settings.config_file) if settings.config_file else None)
+    day = run_date or default_run_date()
+    summary: RunSummary = new_run(day)
+    log = get_run_logger()
+    log.info("nightly run %s for %s in %s", summary.run_id, day, settings.home)
+    with run_lock(settings):
+        summary.steps.append(ingest_task(where))
+        summary.steps.append(rollup_task(where))
+        summary.steps.append(invoices_task(where, day))
+        summary.steps.append(documents_task(where))
+        mirror_task(where, f"run {summary.run_id}: invoices")
+        summary.steps.append(payments_task(where, day))
+        summary.steps.append(overdue_task(where, day))
+        summary.steps.append(webhooks_task(where))
+        path = write_summary(settings, summary)
+        mirror_task(where, f"run {summary.run_id}: summary")
+    log.info("run summary written to %s (status %s)", path, summary.status)
+    out = summary.to_dict()
+    out["summaryFile"] = str(path)
+    return out
+
+
+if __name__ == "__main__":
+    # `python flows/nightly.py` serves the flow on its schedule (needs a Prefect server).
+    from billing_batch.schedule import serve
+
+    sys.exit(serve(load_settings()))

@@ -1,0 +1,121 @@
+"""``billing-batch run``, ``backfill`` and ``schedule``: the nightly flow."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..config import Settings, parse_date
+from ..errors import InputError
+from ..nightly import default_run_date, run_lock
+from ..schedule import prefect_defaults
+from ._common import settings_from
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    r = sub.add_parser("run", help="run the nightly job for a date (default: yesterday, UTC)")
+    r.add_argument("--date", help="run date YYYY-MM-DD: closes the periods that ended before it")
+    r.set_defaults(handler=_run)
+
+    b = sub.add_parser("backfill", help="run the nightly job day by day")
+    b.add_argument("--start", required=True)
+    b.add_argument("--end", required=True)
+    b.set_defaults(handler=_backfill)
+
+    s = sub.add_parser("schedule", help="serve the nightly flow on its cron (needs a Prefect API)")
+    s.set_defaults(handler=_schedule)
+
+
+def _flow(settings: Settings) -> Any:
+    prefect_defaults(settings)
+    import importlib
+
+    # flows/ is installed as the package billing_batch_flows (see pyproject)
+    nightly = importlib.import_module("billing_batch_flows.nightly").nightly
+
+    return nightly
+
+
+def _check_lock(settings: Settings) -> None:
+    with run_lock(settings):  # fail fast, before Prefect starts, if a run is in progress
+        pass
+
+
+def run_dates(settings: Settings, dates: list[date]) -> int:
+    _check_lock(settings)
+    flow = _flow(settings)
+    console = Console()
+    worst = 0
+    for day in dates:
+        config = str(settings.config_file) if settings.config_file else None
+        out = flow(run_date=day, config=config, home=str(settings.home))
+        print_summary(console, out)
+        if out["status"] != "succeeded":
+            worst = 1
+    return worst
+
+
+def print_summary(console: Console, out: dict[str, Any]) -> None:
+    steps = out["steps"]
+
+    def c(step: str, key: str) -> Any:
+        return steps.get(step, {}).get("counts", {}).get(key, "-")
+
+    amounts = c("invoices", "amounts")
+    invoiced = (
+        ", ".join(f"{v:,} {k}" for k, v in amounts.items()) if isinstance(amounts, dict) else "-"
+    )
+    table = Table(title=f"billing-batch run {out['runDate']} ({out['runId']})")
+    table.add_column("", style="bold")
+    table.add_column("value", justify="right")
+    rows = [
+        ("files ingested", c("ingest", "files")),
+        ("events ingested", c("ingest", "accepted")),
+        ("duplicates", c("ingest", "duplicates")),
+        ("rejected lines", c("ingest", "rejected")),
+        ("days rolled up", c("rollup", "days")),
+        ("invoices finalized", c("invoices", "invoices_finalized")),
+        ("invoiced", invoiced),
+        ("PDFs rendered", c("documents", "rendered")),
+        ("payments succeeded", c("payments", "succeeded")),
+        ("payments failed", c("payments", "failed")),
+        ("marked overdue", c("overdue", "marked_overdue")),
+        ("webhooks delivered", c("webhooks", "delivered")),
+        ("failures", len(out["failures"])),
+        ("status", out["status"]),
+    ]
+    for label, value in rows:
+        table.add_row(label, f"{value:,}" if isinstance(value, int) else str(value or "0"))
+    console.print(table)
+    for step in steps.values():
+        for note in step.get("notes", []):
+            console.print(f"[yellow]note:[/yellow] {note}")
+    for f in out["failures"][:20]:
+        console.print(f"[red]failure:[/red] {f}")
+    console.print(f"summary: {out.get('summaryFile')}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    day = parse_date(args.date, what="--date") if args.date else default_run_date()
+    return run_dates(settings, [day])
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    start = parse_date(args.start, what="--start")
+    end = parse_date(args.end, what="--end")
+    if end < start:
+        raise InputError(f"--end {end} is before --start {start}")
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    return run_dates(settings, days)
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from ..schedule import serve
+
+    return serve(settings_from(args))

@@ -1,0 +1,306 @@
+"""The nightly job's steps, as library functions (``flows/nightly.py`` sequences them).
+
+A run for date D (default: yesterday, UTC) processes everything known by the end of D:
+
+1. ingest the new files of the landing folder, and emit ``billing.usage.recorded``;
+2. refresh the daily rollup for the days that changed;
+3. close the billing periods that ended before D (per each workspace's anchor day; the
+   1st for workspaces without a subscription): create and finalize the invoice of every
+   workspace with usage, a recurring fee, a minimum commitment or late usage, issued
+   at D 00:00 UTC, then render their JSON and PDF;
+4. charge the open invoices never charged when Stripe is configured; retry the due
+   dunning attempts;
+5. mark invoices past due as overdue (as of D);
+6. deliver webhooks;
+7. mirror the state into the lake and write the run summary
+   (``$BILLING_HOME/runs/<D>-<run id>.json``).
+
+Every step is idempotent, so running the same date twice changes nothing the second
+time; a run holds ``locks/run.lock`` so a second run started meanwhile exits at once with
+a clear message. A failure of one workspace (invoice, PDF, payment) is recorded in the
+summary and never stops the others; the run's status says whether anything failed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from . import store
+from .config import Settings
+from .errors import BillingError
+from .ids import new_id
+from .invoices import Invoice, create_invoices, issue_time, publish_invoice_files
+from .jsonutil import dumps
+from .lake import Lake, run_query
+from .locking import file_lock
+from .subscriptions import Period, load_subscriptions, periods_closed_before
+
+#: How far back a run looks for closed periods not invoiced yet (missed runs).
+LOOKBACK_DAYS = 45
+
+
+def default_run_date(now: datetime | None = None) -> date:
+    """Yesterday, UTC."""
+    return (now or datetime.now(UTC)).astimezone(UTC).date() - timedelta(days=1)
+
+
+@contextmanager
+def run_lock(settings: Settings) -> Iterator[None]:
+    """Only one nightly run at a time: the second one fails at once (LockedError)."""
+    with file_lock(settings.locks_dir / "run.lock", timeout=0, what="nightly run"):
+        yield
+
+
+# --- step results ------------------------------------------------------------------------
+@dataclass
+class StepResult:
+    name: str
+    counts: dict[str, Any] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "counts": self.counts,
+            "failures": self.failures,
+            "notes": self.notes,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    run_date: date
+    started_at: datetime
+    steps: list[StepResult] = field(default_factory=list)
+    finished_at: datetime | None = None
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return [dict(f, step=s.name) for s in self.steps for f in s.failures]
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.failures else "succeeded"
+
+    def step(self, name: str) -> StepResult | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "runDate": self.run_date,
+            "status": self.status,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "steps": {s.name: s.to_dict() for s in self.steps},
+            "failures": self.failures,
+        }
+
+
+def new_run(run_date: date) -> RunSummary:
+    return RunSummary(run_id=new_id("run"), run_date=run_date, started_at=datetime.now(UTC))
+
+
+# --- step 3: closing periods -------------------------------------------------------------
+def plan_invoices(settings: Settings, run_date: date) -> list[tuple[str, Period]]:
+    """The (workspace, period) pairs to invoice for a run on ``run_date``: periods that
+    ended before it (within the lookback window) and have no live invoice yet, for every
+    workspace that may have something to bill."""
+    from .pricing import load_price_book
+
+    lo = run_date - timedelta(days=LOOKBACK_DAYS)
+    lake = Lake(settings)
+    con = lake.connect(read_only=True)
+    try:
+        gauges = [m for m, d in settings.metrics.items() if d.aggregation == "gauge"]
+        rows = run_query(
+            con,
+            "SELECT DISTINCT workspace_id FROM usage_daily "
+            "WHERE (day BETWEEN ? AND ?) OR (list_contains(?, metric) AND quantity > 0) "
+            "UNION "
+            "SELECT DISTINCT workspace_id FROM events WHERE ingest_id IN ("
+            "  SELECT ingest_id FROM ingest_manifest WHERE committed_at >= ?)",
+            [
+                lo,
+                run_date - timedelta(days=1),
+                gauges,
+                datetime.combine(lo, time(0, 0), UTC),
+            ],
+        ).fetchall()
+    finally:
+        con.close()
+    candidates = {r[0] for r in rows}
+    book = load_price_book(settings)
+    with store.opened(settings) as scon:
+        subs = load_subscriptions(scon)
+        live = {
+            (r[0], r[1], r[2])
+            for r in scon.execute(
+                "SELECT workspace_id, period_start, period_end FROM invoices "
+                "WHERE status <> 'void' AND period_end >= ?",
+                (lo.isoformat(),),
+            )
+        }
+    candidates |= set(subs)
+    for ws, account in book.workspaces.items():
+        acct_plan = book.plan(account.plan)
+        if acct_plan.minimum or acct_plan.base_fee:
+            candidates.add(ws)
+    todo: list[tuple[str, Period]] = []
+    for ws in sorted(candidates):
+        for p in periods_closed_before(subs.get(ws, []), run_date, lookback_days=LOOKBACK_DAYS):
+            if (ws, p.start.isoformat(), p.end.isoformat()) not in live:
+                todo.append((ws, p))
+    return todo
+
+
+def close_periods(settings: Settings, run_date: date) -> tuple[StepResult, list[str]]:
+    """Create and finalize the invoices of the periods closed before ``run_date``."""
+    step = StepResult("invoices")
+    todo = plan_invoices(settings, run_date)
+    results = create_invoices(
+        settings, todo, now=issue_time(run_date), finalize=True, skip_empty=True
+    )
+    created: list[Invoice] = []
+    for (ws, period), res in zip(todo, results, strict=True):
+        if isinstance(res, BillingError):
+            step.failures.append(
+                {"workspace": ws, "period": f"{period.start}..{period.end}", "error": str(res)}
+            )
+        elif res is not None:
+            created.append(res)
+    totals: dict[str, Decimal] = {}
+    for inv in created:
+        totals[inv.currency] = totals.get(inv.currency, Decimal(0)) + inv.total
+    step.counts = {
+        "periods_considered": len(todo),
+        "invoices_finalized": len(created),
+        "amounts": {c: t for c, t in sorted(totals.items())},
+        "failed": len(step.failures),
+    }
+    return step, [i.id for i in created]
+
+
+def publish_files(settings: Settings, processes: int | None = None) -> StepResult:
+    """Render JSON + PDF for every finalized invoice that has no files yet."""
+    step = StepResult("documents")
+    report = publish_invoice_files(settings, None, processes=processes)
+    for invoice_id, error in report:
+        if error:
+            step.failures.append({"invoice": invoice_id, "error": error})
+    step.counts = {"rendered": sum(1 for _, e in report if e is None), "failed": len(step.failures)}
+    return step
+
+
+# --- step 4: payments ------------------------------------------------------------------
+def uncharged_invoices(settings: Settings) -> list[str]:
+    """Open or overdue invoices without any payment attempt yet."""
+    with store.opened(settings) as con:
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT i.id FROM invoices AS i WHERE i.status IN ('open', 'overdue') "
+                "AND i.total_minor > 0 "
+                "AND NOT EXISTS (SELECT 1 FROM payment_attempts AS a WHERE a.invoice_id = i.id) "
+                "ORDER BY i.number"
+            )
+        ]
+
+
+def charge(settings: Settings, run_date: date) -> StepResult:
+    """Charge never-charged invoices and retry due dunning attempts (Stripe configured)."""
+    step = StepResult("payments")
+    if not settings.stripe_api_key:
+        pending = uncharged_invoices(settings)
+        step.notes.append(
+            f"Stripe is not configured (STRIPE_API_KEY unset): {len(pending)} invoice(s) "
+            "left open, not charged"
+        )
+        step.counts = {"skipped": len(pending)}
+        return step
+    from .payments import pay_invoices, retry_due_payments
+
+    now = issue_time(run_date)  # the run's business clock: dunning days count from it
+    first = pay_invoices(settings, uncharged_invoices(settings), now=now)
+    retries = retry_due_payments(settings, now=now)
+    succeeded = failed = 0
+    for res in [*first, *retries]:
+        if isinstance(res, BillingError):
+            failed += 1
+            step.failures.append({"error": str(res)})
+        elif res.succeeded:
+            succeeded += 1
+        else:
+            failed += 1
+            step.failures.append(
+                {
+                    "invoice": res.invoice_id,
+                    "attempt": res.attempt_no,
+                    "status": res.status,
+                    "error": res.message or res.decline_code or res.status,
+                }
+            )
+    step.counts = {
+        "charged": len(first),
+        "retried": len(retries),
+        "succeeded": succeeded,
+        "failed": failed,
+    }
+    return step
+
+
+def overdue(settings: Settings, run_date: date) -> StepResult:
+    from .invoices import mark_overdue
+
+    marked = mark_overdue(settings, as_of=run_date, now=issue_time(run_date))
+    return StepResult("overdue", counts={"marked_overdue": len(marked)})
+
+
+def deliver_webhooks(settings: Settings) -> StepResult:
+    from .webhooks import deliver
+
+    rep = deliver(settings)
+    d = rep.to_dict()
+    step = StepResult("webhooks", counts={k: v for k, v in d.items() if not isinstance(v, list)})
+    if not settings.webhooks.endpoints:
+        step.notes.append("no webhook endpoint configured: events stay in the outbox")
+    return step
+
+
+# --- step 7: summary ---------------------------------------------------------------------
+def write_summary(settings: Settings, summary: RunSummary) -> Path:
+    """Record the run in the state store and as JSON under runs/ (temp file + rename)."""
+    summary.finished_at = summary.finished_at or datetime.now(UTC)
+    text = dumps(summary.to_dict(), indent=2)
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    target = settings.runs_dir / f"{summary.run_date}-{summary.run_id}.json"
+    tmp = target.with_name(f".{target.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    with store.opened(settings) as con, store.transaction(con):
+        con.execute(
+            "INSERT OR REPLACE INTO runs (run_id, run_date, started_at, finished_at, status, "
+            "summary) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                summary.run_id,
+                summary.run_date.isoformat(),
+                store.ts(summary.started_at),
+                store.ts(summary.finished_at),
+                summary.status,
+                text,
+            ),
+        )
+    return target

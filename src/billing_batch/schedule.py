@@ -1,0 +1,61 @@
+"""Serving the nightly flow on its schedule (the production path).
+
+``billing-batch schedule`` (or ``python flows/nightly.py``) builds a deployment of the
+nightly flow with a cron schedule (``[schedule] cron``, default ``0 2 * * *``, in
+``[schedule] timezone``, default UTC) and serves it: the deployment appears in the
+Prefect UI and its runs are scheduled. It needs a reachable Prefect API
+(``prefect server start`` and ``PREFECT_API_URL=http://127.0.0.1:4200/api``).
+``concurrency_limit=1`` keeps two scheduled runs from overlapping (the run lock also does).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .config import Settings
+from .errors import ConfigError
+
+
+def prefect_defaults(settings: Settings) -> None:
+    """Environment defaults for Prefect, set before it is imported: its home inside
+    $BILLING_HOME (not ~/.prefect), and no telemetry (there is no network)."""
+    os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+
+
+def build_deployment(settings: Settings) -> Any:
+    """The nightly flow as a RunnerDeployment with its cron schedule (no API needed)."""
+    prefect_defaults(settings)
+    import importlib
+
+    from prefect.schedules import Cron
+
+    # flows/ is installed as the package billing_batch_flows (see pyproject)
+    nightly = importlib.import_module("billing_batch_flows.nightly").nightly
+
+    try:
+        schedule = Cron(settings.schedule.cron, timezone=settings.schedule.timezone)
+    except Exception as exc:  # prefect raises ValueError/pydantic errors for a bad cron or zone
+        raise ConfigError(f"invalid schedule {settings.schedule}: {exc}") from exc
+    params: dict[str, Any] = {"home": str(settings.home)}
+    if settings.config_file:
+        params["config"] = str(settings.config_file)
+    return nightly.to_deployment(
+        name=settings.schedule.deployment_name,
+        schedules=[schedule],
+        parameters=params,
+        concurrency_limit=1,
+        description="billing-batch nightly: ingest, rollup, invoices, payments, webhooks",
+        tags=["billing-batch"],
+    )
+
+
+def serve(settings: Settings) -> int:
+    """Serve the deployment until interrupted (blocks)."""
+    deployment = build_deployment(settings)
+    from prefect import serve as prefect_serve
+
+    prefect_serve(deployment)
+    return 0
