@@ -1,7 +1,7 @@
 """Usage rollup and queries at scale: ``usage.refresh_rollup`` and ``usage.get_usage``.
 
     .venv/bin/python benchmarks/bench_usage.py [--events 10000000] [--big] [--workspaces 10000]
-                                               [--repeat 3] [--home DIR] [--keep]
+                                               [--repeat 5] [--home DIR] [--keep]
 
 Data: a month (January 2024) of events written straight into the lake's ``events`` table
 by a vectorised DuckDB generator (one transaction and one manifest row per day, like
@@ -36,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--big", action="store_true", help="50M events")
     ap.add_argument("--workspaces", type=int, default=10_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--home", help="billing home to use (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args(argv)
@@ -240,12 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             f"FROM read_parquet({glob}, hive_partitioning = true) "
             "GROUP BY workspace_id, metric, day"
         )
-        t_bare, _ = timed(
-            lambda: bare.execute(f"CREATE OR REPLACE TEMP TABLE bare_rollup AS {bare_select}"),
-            args.repeat,
-        )
-        bare_groups = bare.execute("SELECT count(*) FROM bare_rollup").fetchall()[0][0]
         out_dir = root / "bare_rollup"
+
+        def bare_in_memory() -> None:
+            bare.execute(f"CREATE OR REPLACE TEMP TABLE bare_rollup AS {bare_select}")
 
         def bare_written() -> None:
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -254,30 +253,37 @@ def main(argv: list[str] | None = None) -> int:
                 "(FORMAT parquet, PARTITION_BY (day), COMPRESSION zstd)"
             )
 
-        t_bare_written, _ = timed(bare_written, args.repeat)
-
         # the aggregation of sql/rollup_usage_daily.sql alone, through DuckLake, in memory
         aggregation = load_sql("rollup_usage_daily").split("INSERT INTO usage_daily")[0]
-        params = {"days": [MONTH + timedelta(days=d) for d in range(DAYS)]}
+        params: dict[str, Any] = {"first_day": MONTH, "last_day": MONTH + timedelta(days=DAYS - 1)}
         params.update(catalogue_params(settings.metrics))
-        t_query, _ = timed(
-            lambda: con.execute(
+
+        def our_query() -> None:
+            con.execute(
                 f"CREATE OR REPLACE TEMP TABLE our_rollup AS {aggregation} SELECT * FROM final",
                 params,
-            ),
-            args.repeat,
-        )
+            )
 
-        times = []
-        report: Any = None
-        for _ in range(args.repeat):
-            # make the month's ingests pending again (not timed), then refresh
-            with lake.transaction(con, "bench reset"):
+        def our_refresh() -> Any:
+            with lake.transaction(con, "bench reset"):  # the month's ingests pending again
                 con.execute("DELETE FROM rollup_log")
             t0 = time.perf_counter()
-            report = refresh_rollup(settings, lake=lake, con=con)
-            times.append(time.perf_counter() - t0)
-        t_full = statistics.median(times)
+            result = refresh_rollup(settings, lake=lake, con=con)
+            return time.perf_counter() - t0, result
+
+        # interleaved, so that a busy machine slows all four alike; medians
+        samples: dict[str, list[float]] = defaultdict(list)
+        report: Any = None
+        for _ in range(args.repeat):
+            samples["bare"].append(timed(bare_in_memory, 1)[0])
+            samples["query"].append(timed(our_query, 1)[0])
+            samples["written"].append(timed(bare_written, 1)[0])
+            seconds, report = our_refresh()
+            samples["refresh"].append(seconds)
+        t_bare, t_query, t_bare_written, t_full = (
+            statistics.median(samples[k]) for k in ("bare", "query", "written", "refresh")
+        )
+        bare_groups = bare.execute("SELECT count(*) FROM bare_rollup").fetchall()[0][0]
         assert report.rows_written == bare_groups, (report.rows_written, bare_groups)
         rows += [
             ("(a) bare GROUP BY, hive Parquet -> memory", ms(t_bare), f"{bare_groups:,} groups"),

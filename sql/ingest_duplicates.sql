@@ -36,7 +36,7 @@ repeated_in_ingest AS (
 standing_in_history AS (
     SELECT e.id, e.workspace_id, e.metric, e.quantity, e.ts, e.properties, e.source_file, e.line_no
     FROM events AS e
-    SEMI JOIN staged AS s ON s.id_hash = hash(e.id)
+    SEMI JOIN (SELECT id_hash FROM staged WHERE $history) AS s ON s.id_hash = hash(e.id)
     WHERE $history AND e.id BETWEEN $min_id AND $max_id
 ),
 

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+from datetime import UTC
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -379,3 +380,147 @@ def test_cli_prints_counts_and_exit_codes(
     }
     assert cli_main(["--home", str(settings.home), "ingest", str(tmp_path / "missing")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# --- the validation fast path gives the rule chain's answers ----------------------------
+def _adversarial_lines() -> list[str]:
+    """Lines around every edge of the fast path: timestamps field by field, quantities,
+    ids, workspaces, metrics, properties, and random mixes of them."""
+    import random
+
+    ts_ok = ["2024-01-15T10:20:30Z", "2024-01-15T10:20:30+05:30", "2024-01-15T10:20:30-08:00"]
+    ts_other = [
+        "2024-01-15T10:20:30.123Z",
+        "2024-01-15T10:20:30.1234567891Z",
+        "2024-01-15t10:20:30z",
+        "2024-01-15 10:20:30Z",
+        "2024-01-15T10:20:30+0530",
+        "2024-01-15T10:20:30+05",
+        "2024-01-15T10:20:30",
+        "2024-01-15",
+        "1969-12-31T23:59:59Z",
+        "1969-12-31T23:30:00-01:00",
+        "1900-03-01T00:00:00+01:00",
+        "2024-02-29T23:59:59+00:00",
+        "2023-02-29T10:00:00Z",
+        "2024-01-15T10:20:30.Z",
+        "2024-01-15T10:20:30Zjunk",
+        "２０２４-01-15T10:20:30Z",
+    ]
+    fields = {11: "hh", 14: "mi", 17: "ss", 20: "oh", 23: "om", 5: "mo", 8: "dd"}
+    values = ["00", "09", "19", "23", "24", "29", "59", "60", "99", " 0", "0 ", "0.", "a1", "+1"]
+    for base in ("2024-01-15T10:20:30+05:30", "2024-01-15T10:20:30-05:30"):
+        for pos in fields:
+            ts_other += [base[:pos] + v + base[pos + 2 :] for v in values]
+    for pos in (11, 14, 17, 5, 8):
+        base = "2024-01-15T10:20:30Z"
+        ts_other += [base[:pos] + v + base[pos + 2 :] for v in values]
+    quantities: list[Any] = [0, 1, 7, 10**18, 2**64 - 1, 2**64, -1, 1.0, 1.5, 1e3, 0.1]
+    quantities += [1.1234567891, 123456.123456789, 1e40, "5", True, None, [1], {"a": 1}]
+    raw_quantities = ["-0", "1E3", "NaN", "Infinity", "-Infinity", "00", "0.0", "-0.0"]
+    ids: list[Any] = ["a", "", 5, None, True, "x" * 255, "x" * 256, "ü" * 128, "é" * 200]
+    ids += ['q"uote', "back\\slash", "tab\tid", "ω", "evt_1"]
+    workspaces: list[Any] = ["ws_1", "", "ws 1", "w" * 64, "w" * 65, 123, True, None, "ü", "a.-_9"]
+    metrics: list[Any] = ["api_calls", "storage", "kyc_checks", "bandwidth", "API_CALLS", 1, None]
+    props: list[Any] = [None, {}, {"a": 1}, [], "x", 1]
+    rng = random.Random(20240115)
+    lines = [json.dumps(event(id=f"t{i}", timestamp=t)) for i, t in enumerate(ts_ok + ts_other)]
+    for q in quantities:
+        for metric in ("api_calls", "storage"):
+            lines.append(json.dumps(event(id=f"q{len(lines)}", metric=metric, quantity=q)))
+    for rq in raw_quantities:
+        for metric in ("api_calls", "storage"):
+            lines.append(
+                f'{{"id": "r{len(lines)}", "workspaceId": "ws_1", "metric": "{metric}", '
+                f'"quantity": {rq}, "timestamp": "2024-01-15T10:00:00Z"}}'
+            )
+    for _ in range(1500):
+        e: dict[str, Any] = {}
+        if rng.random() < 0.9:
+            e["id"] = rng.choice(ids)
+        e["workspaceId"] = rng.choice(workspaces)
+        e["metric"] = rng.choice(metrics)
+        e["quantity"] = rng.choice(quantities)
+        e["timestamp"] = rng.choice(ts_ok * 5 + ts_other)
+        if rng.random() < 0.3:
+            e["properties"] = rng.choice(props)
+        if rng.random() < 0.05:
+            del e[rng.choice(list(e))]
+        keys = list(e)
+        rng.shuffle(keys)
+        sep = rng.choice([", ", ",", " , "])
+        lines.append("{" + sep.join(f"{json.dumps(k)}: {json.dumps(e[k])}" for k in keys) + "}")
+    lines += [x if isinstance(x, str) else json.dumps(x) for x, _ in REJECTS]
+    lines += ["", "   ", "{", "null", "[]", '{"id": "a"}', "\r", '{"id": "z"}\r']
+    return lines
+
+
+def _staged(settings: Settings, path: Path, fast: bool) -> list[tuple[Any, ...]]:
+    import billing_batch.ingest as m
+
+    con = Lake(settings).connect()
+    try:
+        con.execute(m._STAGING_DDL)
+        params = {**m._validation_params(settings), "fast": fast}
+        m._stage_files(con, settings, [path], params=params)
+        return con.execute(
+            "SELECT line_no, reason, id, id_hash, workspace_id, metric, quantity, ts, day, "
+            "CAST(properties AS VARCHAR), raw FROM temp.ingest_lines ORDER BY line_no"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def test_fast_path_agrees_with_the_rule_chain(settings: Settings, tmp_path: Path) -> None:
+    lines = _adversarial_lines()
+    f = tmp_path / "adversarial.jsonl"
+    f.write_bytes(("\n".join(lines) + "\n").encode() + b'{"id": "\xff"}\n')
+    fast, slow = _staged(settings, f, True), _staged(settings, f, False)
+    assert len(fast) == len(slow) > 1500
+    for a, b in zip(fast, slow, strict=True):
+        assert a == b, (lines[a[0] - 1] if a[0] <= len(lines) else "bytes", a, b)
+    accepted = [r for r in fast if r[1] is None]
+    assert 100 < len(accepted) < len(fast) - 1000  # both kinds well represented
+    for r in accepted:  # the day is the UTC date of ts, before 1970 too
+        assert r[8] == r[7].astimezone(UTC).date(), r
+        assert (r[2] is None) == (r[3] is None)
+
+
+def test_large_ingest_paths_give_the_same_result(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hash buckets for the dedupe and several sorted INSERTs (day groups), as a large
+    ingest uses them, give exactly the counts and rows of the one-shot path."""
+    import billing_batch.ingest as m
+
+    a = write_log(tmp_path / "in" / "a.jsonl", list(random_events(400, seed=21)))
+    b = write_log(
+        tmp_path / "in" / "b.jsonl",
+        [*random_events(150, seed=21), *random_events(300, seed=22), event(id=None)],
+    )
+    one = ingest(settings, [a, b]).to_dict()
+    monkeypatch.setattr(m, "_HASH_BUCKET_ROWS", 37)
+    monkeypatch.setattr(m, "_SORT_ROWS", 50)
+    monkeypatch.setattr(m, "_MAX_SORT_GROUPS", 100)
+    from billing_batch.config import load_settings
+
+    s2 = load_settings(env={"BILLING_HOME": str(tmp_path / "home2")})
+    two = ingest(s2, [a, b]).to_dict()
+    keys = ("lines", "accepted", "duplicates", "conflicts", "rejected", "days")
+    assert {k: one[k] for k in keys} == {k: two[k] for k in keys}
+    assert (one["accepted"], one["duplicates"]) == (701, 150)
+    sql = "SELECT id, workspace_id, quantity, ts, day, line_no FROM events ORDER BY ALL"
+    assert q(settings, sql) == q(s2, sql)
+    # each day's file holds its rows sorted by workspace (min/max pruning)
+    for s in (settings, s2):
+        files = [r[0] for r in q(s, "SELECT data_file FROM ducklake_list_files('lake', 'events')")]
+        assert len(files) == len(one["days"])
+        rows = q(
+            s,
+            "SELECT filename, workspace_id FROM read_parquet(?, filename = true, "
+            "file_row_number = true) ORDER BY filename, file_row_number",
+            [files],
+        )
+        for name in files:
+            ws = [w for f, w in rows if f == name]
+            assert ws == sorted(ws)

@@ -392,7 +392,7 @@ def test_view_formats_jpy_and_notes() -> None:
         "2024-01-10 – 2024-01-31",
         "Includes 1,000 free",
         "Tier 1 (0–1,000]: 1,000 × 1.5 = 1,500",
-        "Tier 2 (1,000–∞]: 3 × 0.75 + 5 flat = 7.25",
+        "Tier 2 (1,000–∞): 3 × 0.75 + 5 flat = 7.25",
     ]
     assert row["kind"] == "other"
     assert (view["subtotal"], view["tax"], view["total"]) == ("1,507 JPY", "151 JPY", "1,658 JPY")

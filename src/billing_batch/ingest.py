@@ -2,21 +2,25 @@
 
 How one ingest works (``ingest(settings, paths)``):
 
-1. **Read** each file (``.jsonl``/``.ndjson``, gzip detected by its magic bytes) in
-   fixed-size chunks on a reader thread: numpy finds the newlines, the chunk becomes an
-   Arrow string array without copying, and the file's SHA-256 (of the decompressed
-   content) is computed on the way. Memory is bounded by the chunk size, whatever the
-   file size.
-2. **Validate** each chunk in DuckDB (``sql/ingest_validate.sql``): one JSON parse per
-   line, a reason for every rejected line. Lines land in a temporary staging table
-   that DuckDB spills to disk under its memory limit.
+1. **Read** each file (``.jsonl``/``.ndjson``, gzip detected by its magic bytes; ISA-L's
+   inflate when ``isal`` is installed) in fixed-size chunks on a reader thread: numpy
+   finds the newlines, the chunk becomes an Arrow string array without copying, and the
+   file's SHA-256 (of the decompressed content) is computed on the way. Memory is
+   bounded by the chunk size, whatever the file size.
+2. **Validate** all files in ONE streaming DuckDB query (``sql/ingest_validate.sql``)
+   over those chunks: one JSON parse per line, a cheap fast path for the usual shape of
+   a valid line and the full rule chain (naming the reason) for the others. Lines land
+   in a temporary staging table that DuckDB spills to disk under its memory limit.
 3. **De-duplicate** (``sql/ingest_duplicates.sql``) against this ingest and the whole
    history: an id already ingested is a duplicate (the first stands; a different
    payload is a *conflict*); an id-less line's identity is its file's content hash and
-   line number.
-4. **Commit** events, rejects, duplicates and one manifest row per file in one DuckLake
-   transaction, under the lake write lock. A crash anywhere before the commit leaves
-   nothing visible; rerunning the same ingest then does the whole job once.
+   line number. 64-bit id hashes pick the candidates (sorted in numpy, in buckets for a
+   large ingest; the history is probed only where its id range overlaps ours); ids are
+   then compared exactly.
+4. **Commit** events (sorted by day and workspace, a few groups of days per INSERT so
+   each sort fits in memory), rejects, duplicates and one manifest row per file in one
+   DuckLake transaction, under the lake write lock. A crash anywhere before the commit
+   leaves nothing visible; rerunning the same ingest then does the whole job once.
 5. **Publish** the rejected lines as JSON lines under ``$BILLING_HOME/rejects/`` (temp
    file, then rename), after the commit; a missing file is rewritten from the lake on
    the next ingest.
@@ -185,6 +189,7 @@ def _gzip_errors() -> tuple[type[BaseException], ...]:
 
 _GZIP = _gzip_module()
 _GZIP_ERRORS = _gzip_errors()
+_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, *_GZIP_ERRORS)
 #: Largest piece read from a gzip stream at once (its output is a fresh bytes object;
 #: small pieces keep those allocations recycled instead of page-faulted in each time).
 _GZIP_PIECE = 4 * 1024 * 1024
@@ -300,8 +305,8 @@ def _read_file(path: Path, chunk_bytes: int, stats: _FileStats) -> Iterator[pa.T
             table = _lines_table(buf, cut, next_line)
             next_line += table.num_rows
             yield table
-    except (OSError, *_GZIP_ERRORS) as exc:
-        corrupt = isinstance(exc, (gzip.BadGzipFile, *_GZIP_ERRORS))
+    except _READ_ERRORS as exc:
+        corrupt = not isinstance(exc, OSError) or isinstance(exc, gzip.BadGzipFile)
         kind = "corrupt gzip" if corrupt else "read error"
         raise IngestError(f"{kind}: {exc}", path=str(path)) from exc
     finally:
@@ -382,7 +387,11 @@ CREATE OR REPLACE TEMP VIEW staged AS
 
 #: Staged ids whose 64-bit hashes are sorted in one go (8 bytes each); a larger ingest
 #: is split into that many hash buckets, so the dedupe's memory stays bounded.
-_HASH_BUCKET_ROWS = 16_000_000
+_HASH_BUCKET_ROWS = 10_000_000
+#: Staged rows per sorted INSERT of events (whole days): small enough to sort in memory
+#: under the default 1 GB limit, large enough that each INSERT is worth its scan.
+_SORT_ROWS = 2_500_000
+_MAX_SORT_GROUPS = 8
 
 
 def _new_ingest_id() -> str:
@@ -538,7 +547,9 @@ def _ingest_files(
             "source_files": files_by_seq,
             "source_sha256s": sha_by_seq,
         }
-        for name in ("events", "rejects", "duplicates", "manifest"):
+        for day_from, day_to in _day_groups(con):
+            run_sql(con, "ingest_commit_events", {**params, "day_from": day_from, "day_to": day_to})
+        for name in ("rejects", "duplicates", "manifest"):
             run_sql(con, f"ingest_commit_{name}", params)
     clock = _lap(timings, "commit", clock)
     snapshot = lake.current_snapshot(con)
@@ -580,6 +591,32 @@ def _lap(timings: dict[str, float], name: str, since: tuple[float, float]) -> tu
     timings[name] = round(now[0] - since[0], 3)
     timings[f"{name}_cpu"] = round(now[1] - since[1], 3)
     return now
+
+
+def _day_groups(con: duckdb.DuckDBPyConnection) -> list[tuple[date, date]]:
+    """Consecutive days of staged events in groups of about ``_SORT_ROWS`` rows (fewer,
+    larger groups for a large ingest): each group is sorted and written by one INSERT,
+    whose sort then stays in memory; its scan of the staged lines skips the row groups
+    outside its days when they arrived roughly in time order (as logs do)."""
+    rows = run_query(
+        con,
+        "SELECT day, count(*) FROM temp.ingest_lines WHERE reason IS NULL "
+        "GROUP BY day ORDER BY day",
+    ).fetchall()
+    # at most _MAX_SORT_GROUPS scans of the staged lines, whatever their order
+    target = max(_SORT_ROWS, -(-sum(int(c) for _, c in rows) // _MAX_SORT_GROUPS))
+    groups: list[tuple[date, date]] = []
+    start: date | None = None
+    size = 0
+    for day, count in rows:
+        start = start or day
+        size += int(count)
+        if size >= target:
+            groups.append((start, day))
+            start, size = None, 0
+    if start is not None:
+        groups.append((start, rows[-1][0]))
+    return groups
 
 
 def _find_repeated_hashes(con: duckdb.DuckDBPyConnection) -> None:

@@ -94,7 +94,8 @@ class Line:
             "periodStart": self.period_start,
             "periodEnd": self.period_end,
         }
-        out.update(self.detail)
+        for key, value in self.detail.items():
+            out.setdefault(key, value)  # detail never overrides the line's own fields
         return out
 
 
@@ -369,6 +370,14 @@ def _span_label(span: PlanSpan, period: Period, plan: Plan, several: bool) -> st
     return f" ({plan.display_name}, {span.start:%b %-d}–{span.end:%b %-d})"
 
 
+def _included(included: Decimal, span: PlanSpan, period: Period) -> Decimal:
+    """A plan's free units per period, prorated by the span's share of the nominal period
+    when the plan is in force for part of it only (an upgrade mid-month)."""
+    if not included or span.days == period.nominal_days:
+        return included
+    return included * span.days / period.nominal_days
+
+
 def _rate_spans(
     settings: Settings,
     book: PriceBook,
@@ -404,7 +413,7 @@ def _rate_spans(
             price = plan.prices.get(metric)
             if price is None:
                 raise PriceBookError(f"plan {plan.name!r} has no price for metric {metric!r}")
-            charge = price.rate(qty, currency)
+            charge = price.rate(qty, currency, included=_included(price.included, span, period))
             unit = mdef.period_unit or mdef.unit
             shown = format_quantity(qty)
             if mdef.period_unit:
@@ -517,8 +526,12 @@ def _late_lines(
                 price = plan.prices.get(metric)
                 if price is None:
                     raise PriceBookError(f"plan {plan.name!r} has no price for metric {metric!r}")
-                charge = price.rate(qty, currency)
+                free = _included(price.included, span, period)
+                charge = price.rate(qty, currency, included=free)
+                # what the period should have cost with everything known now, minus
+                # what was billed for it; the detail shows the incremental arithmetic
                 amount = charge.amount - billed_amt
+                increment = price.rate_additional(billed_qty, delta, currency, included=free)
                 mdef = settings.metric(metric)
                 shown = format_quantity(delta)
                 if mdef.period_unit:
@@ -542,7 +555,7 @@ def _late_lines(
                             "newTotalQuantity": qty,
                             "billedAmount": billed_amt,
                             "newTotalAmount": charge.amount,
-                            **charge.to_detail(),
+                            **increment.to_detail(),
                         },
                     )
                 )

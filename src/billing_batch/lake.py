@@ -43,6 +43,7 @@ TABLES: tuple[str, ...] = (
     "duplicates",
     "ingest_manifest",
     "usage_daily",
+    "gauge_monthly",
     "rollup_log",
 )
 
@@ -138,6 +139,8 @@ class Lake:
                 s.ensure_dirs()
             else:
                 s.lake_dir.mkdir(parents=True, exist_ok=True)
+        if not read_only and snapshot is None:
+            self._sqlite_wal()
         con = self._base_connection(job=True)
         if snapshot is not None:
             options = ["READ_ONLY", f"SNAPSHOT_VERSION {int(snapshot)}"]
@@ -161,6 +164,27 @@ class Lake:
         if create and not read_only and snapshot is None:
             self.ensure_schema(con)
         return con
+
+    def _sqlite_wal(self) -> None:
+        """Put a SQLite catalog in WAL mode (stored in the file): readers then never block
+        the writer's commit, and the writer never blocks readers."""
+        url = self.settings.catalog_url
+        if not url.startswith("sqlite:"):
+            return
+        import sqlite3
+
+        path = Path(url.removeprefix("sqlite:"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(path, timeout=30)
+            try:
+                mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    db.execute("PRAGMA journal_mode = WAL")
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise LakeError(f"cannot prepare the lake catalog {path}: {exc}") from exc
 
     def exists(self) -> bool:
         """Whether the lake's catalog exists (always assumed for non-SQLite catalogs)."""
@@ -200,7 +224,10 @@ class Lake:
         views = self._views_to_refresh(con)
         if not missing and not views:
             return
-        with self.transaction(con, "schema", {"created": missing, "views": list(views)}):
+        with (
+            self.write_lock(),
+            self.transaction(con, "schema", {"created": missing, "views": list(views)}),
+        ):
             for table in missing:
                 con.execute(load_sql(f"schema/{table}"))
             for name, text in views.items():
@@ -267,8 +294,9 @@ class Lake:
     # --- reading ---------------------------------------------------------------------
     @staticmethod
     def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
-        row = con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()
-        return int(row[0]) if row else 0
+        # fetchall: a half-read result would keep the catalog locked for other writers
+        rows = con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchall()
+        return int(rows[0][0]) if rows else 0
 
 
 def run_query(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,15 +18,35 @@ from pathlib import Path
 
 from .errors import LockedError
 
+# Locks held by this process, per thread ((path, thread) → depth): a thread taking a lock
+# it holds is a no-op, so a function that locks can call another that locks the same
+# thing. Another thread still waits (flock conflicts between open file descriptions).
+_held: dict[tuple[str, int], int] = {}
+_held_guard = threading.Lock()
+
 
 @contextmanager
 def file_lock(path: Path, *, timeout: float = 0.0, what: str = "lock") -> Iterator[None]:
-    """Hold an exclusive lock on ``path``.
+    """Hold an exclusive lock on ``path`` (re-entrant within one process).
 
     ``timeout=0`` fails at once when another process holds it; a positive timeout
     waits (polling) that many seconds. The holder's pid is written into the file so the
     error can name it.
     """
+    key = (str(path.resolve()), threading.get_ident())
+    with _held_guard:
+        if key in _held:  # re-entrant within one process: the outer holder owns it
+            _held[key] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[key] -= 1
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout
@@ -46,9 +67,13 @@ def file_lock(path: Path, *, timeout: float = 0.0, what: str = "lock") -> Iterat
                 time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
+        with _held_guard:
+            _held[key] = 1
         try:
             yield
         finally:
+            with _held_guard:
+                _held.pop(key, None)
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

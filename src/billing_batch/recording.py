@@ -199,22 +199,35 @@ def _cursor() -> duckdb.DuckDBPyConnection:
             raise LakeError(f"cannot start DuckDB to validate usage: {exc}") from exc
 
 
+def _chunk(lines: Sequence[bytes]) -> Any:
+    """The ``chunk`` table ``sql/ingest_validate.sql`` reads (its header states the
+    contract): file_seq, line_no (the event's index), raw (the line with its newline),
+    bad_utf8 (never: the lines are UTF-8 by construction)."""
+    import pyarrow as pa
+
+    n = len(lines)
+    return pa.table(
+        {
+            "file_seq": pa.array([0] * n, type=pa.int32()),
+            "line_no": pa.array(range(n), type=pa.int64()),
+            "raw": pa.array([line.decode("utf-8") + "\n" for line in lines], pa.large_string()),
+            "bad_utf8": pa.nulls(n, pa.bool_()),
+        }
+    )
+
+
 def validate_lines(settings: Settings, lines: Sequence[bytes]) -> list[tuple[str | None, Any]]:
     """Run ingest's validation over ``lines`` (JSON texts without newlines): per line,
-    (reason or None, workspace id when valid). The chunk table and the parameters are
-    ingest's own (``ingest._lines_table``, ``ingest._validation_params``), bound by
-    ``lake.run_sql`` like every other query file."""
+    (reason or None, workspace id when valid). The query and its parameters are ingest's
+    own (``ingest._validation_params``), bound by ``lake.run_sql`` like every query file."""
     import duckdb
-    import numpy as np
 
-    from .ingest import _lines_table, _validation_params
+    from .ingest import _validation_params
     from .lake import run_sql
 
-    data = np.frombuffer(b"".join(line + b"\n" for line in lines), dtype=np.uint8)
-    table = _lines_table(data, len(data), 0)
     con = _cursor()
     try:
-        con.register("chunk", table)
+        con.register("chunk", _chunk(lines))
         cur = run_sql(con, "ingest_validate", _validation_params(settings))
         columns = [d[0] for d in cur.description or []]
         rows = cur.fetchall()

@@ -279,13 +279,21 @@ def periods_closed_before(
 
 
 # --- writing ---------------------------------------------------------------------------
-def _check_plan(settings: Settings, plan: str) -> None:
+def _check_plan(settings: Settings, plan: str, workspace_id: str) -> None:
+    """The plan must exist and bill in the workspace's currency."""
     from .pricing import load_price_book
 
+    book = load_price_book(settings)
     try:
-        load_price_book(settings).plan(plan)
+        p = book.plan(plan)
     except PriceBookError as exc:
         raise SubscriptionError(f"unknown plan {plan!r}: {exc}") from None
+    currency = book.account(workspace_id).currency
+    if p.currency != currency:
+        raise SubscriptionError(
+            f"plan {plan!r} bills in {p.currency} but workspace {workspace_id} is billed in "
+            f"{currency}; choose one of: {', '.join(x.name for x in book.plans_in(currency))}"
+        )
 
 
 def _current(subs: list[Subscription]) -> Subscription | None:
@@ -343,7 +351,7 @@ def create_subscription(
 ) -> Subscription:
     """Subscribe ``workspace_id`` to ``plan`` from ``start``."""
     _validate_workspace(workspace_id)
-    _check_plan(settings, plan)
+    _check_plan(settings, plan, workspace_id)
     if not 1 <= anchor_day <= MAX_ANCHOR_DAY:
         raise SubscriptionError(f"anchor day must be between 1 and {MAX_ANCHOR_DAY}")
     if trial_days < 0:
@@ -388,7 +396,7 @@ def change_subscription(
     now: datetime | None = None,
 ) -> Subscription:
     """Switch the current subscription to ``plan`` from ``effective``."""
-    _check_plan(settings, plan)
+    _check_plan(settings, plan, workspace_id)
     now = now or store.utcnow()
     with store.opened(settings) as con, store.transaction(con):
         subs = load_subscriptions(con, workspace_id).get(workspace_id, [])

@@ -7,8 +7,10 @@ The numbers invoices and analysts use come from one lake table, ``usage_daily``
   not absorbed yet, and recomputes exactly the union of their days from ``events``
   (whole day partitions: delete, then insert), plus the months of those days in
   ``gauge_monthly``; all in one DuckLake transaction under the lake write lock. The cost
-  follows the new days (``events`` and ``usage_daily`` are partitioned by day), not the
-  history. With nothing new it writes nothing (no snapshot).
+  follows the new days (``events`` and ``usage_daily`` are partitioned by day; each run
+  of consecutive days is one range-filtered pass), not the history; the gauge months
+  re-read at most a month of ``usage_daily`` each. With nothing new it writes nothing
+  (no snapshot).
 * :func:`period_quantities` turns the rollup into billable quantities over any range of
   days, for one workspace or every workspace in one set-based query;
   :func:`daily_quantities` lists one workspace's days; :func:`get_usage` is the seed's
@@ -69,6 +71,12 @@ GAUGE_PLACES = 9
 #: lake does not create them itself).
 USAGE_TABLES: tuple[str, ...] = ("gauge_monthly",)
 
+#: Rows per Parquet row group of the rollup tables. A day of ``usage_daily`` is one file
+#: sorted by workspace: small row groups let a one-workspace query skip most of each file
+#: by its min/max statistics (a month for one workspace: ~16 ms instead of ~28 ms at
+#: 10,000 workspaces).
+ROLLUP_ROW_GROUP_ROWS = 4096
+
 
 # --- reports and result shapes -----------------------------------------------------------
 @dataclass
@@ -112,8 +120,8 @@ class MetricUsage(TypedDict):
 # --- the metric catalogue as bound parameters ------------------------------------------
 def catalogue_params(metrics: Mapping[str, MetricDef]) -> dict[str, list[Any]]:
     """The catalogue as the parallel lists the SQL files take (``$metric_names``,
-    ``$aggregations``, ``$properties``; ``$max_metrics``: the gauge and max ones).
-    Raises ConfigError for a ``unique_count`` metric without a property."""
+    ``$aggregations``, ``$properties``). Raises ConfigError for a ``unique_count`` metric
+    without a property."""
     names: list[str] = []
     aggregations: list[str] = []
     properties: list[str | None] = []
@@ -123,14 +131,7 @@ def catalogue_params(metrics: Mapping[str, MetricDef]) -> dict[str, list[Any]]:
         names.append(name)
         aggregations.append(metric.aggregation)
         properties.append(metric.property if metric.aggregation == "unique_count" else None)
-    return {
-        "metric_names": names,
-        "aggregations": aggregations,
-        "properties": properties,
-        "max_metrics": [
-            n for n, a in zip(names, aggregations, strict=True) if a in ("gauge", "max")
-        ],
-    }
+    return {"metric_names": names, "aggregations": aggregations, "properties": properties}
 
 
 # --- the rollup --------------------------------------------------------------------------
@@ -148,6 +149,25 @@ def ensure_usage_tables(lake: Lake, con: duckdb.DuckDBPyConnection) -> list[str]
             for table in missing:
                 run_query(con, load_sql(f"schema/{table}"))
     return missing
+
+
+def _ensure_row_groups(con: duckdb.DuckDBPyConnection) -> None:
+    """Set the rollup tables' row group size in the catalog (once; under the write lock)."""
+    current = {
+        str(r[0]): str(r[1])
+        for r in run_query(
+            con,
+            f"SELECT scope_entry, value FROM {LAKE}.options() "
+            "WHERE option_name = 'parquet_row_group_size'",
+        ).fetchall()
+    }
+    for table in ("usage_daily", "gauge_monthly"):
+        if current.get(f"main.{table}") != str(ROLLUP_ROW_GROUP_ROWS):
+            run_query(
+                con,
+                f"CALL {LAKE}.set_option('parquet_row_group_size', ?, table_name => ?)",
+                [ROLLUP_ROW_GROUP_ROWS, table],
+            ).fetchall()
 
 
 def refresh_rollup(
@@ -173,6 +193,7 @@ def refresh_rollup(
         job = con if con is not None else lake.connect()
         try:
             ensure_usage_tables(lake, job)
+            _ensure_row_groups(job)
             return _refresh(lake, job, catalogue, full=full)
         finally:
             if con is None:
@@ -213,9 +234,9 @@ def _refresh(
     with lake.transaction(con, "rollup", extra):
         if days:
             run_sql(con, "rollup_delete_days", {"days": days})
-            report.rows_written = _count(
-                run_sql(con, "rollup_usage_daily", {"days": days, **catalogue})
-            )
+            for first, last in _day_runs(days):
+                params = {"first_day": first, "last_day": last, **catalogue}
+                report.rows_written += _count(run_sql(con, "rollup_usage_daily", params))
             report.gauge_rows_written = _refresh_gauge_months(con, days, gauges)
         if ingest_ids:
             run_sql(
@@ -247,6 +268,17 @@ def _count(result: duckdb.DuckDBPyConnection) -> int:
     """The row count an INSERT returns (fetched whole, see _current_snapshot)."""
     rows = result.fetchall()
     return int(rows[0][0]) if rows else 0
+
+
+def _day_runs(days: Sequence[date]) -> list[tuple[date, date]]:
+    """Sorted days → runs of consecutive days, as (first, last)."""
+    runs: list[tuple[date, date]] = []
+    for d in sorted(set(days)):
+        if runs and d == runs[-1][1] + timedelta(days=1):
+            runs[-1] = (runs[-1][0], d)
+        else:
+            runs.append((d, d))
+    return runs
 
 
 def _month_start(d: date) -> date:
@@ -481,15 +513,18 @@ def get_usage(
         settings.metric(metric)  # UsageQueryError for an unknown metric
     names = [metric] if metric is not None else list(settings.metrics)
     lake = Lake(settings)
-    job = con if con is not None else lake.connect()
+    if con is not None:
+        job = con
+    elif refresh:
+        job = lake.connect()
+    else:
+        job = lake.connect(read_only=True)  # a read never writes the lake
     try:
         if refresh:
             try:
                 refresh_rollup(settings, lake=lake, con=job, lock_timeout=0)
             except LockedError as exc:
                 log.warning("usage rollup not refreshed, reading the last one: %s", exc)
-        elif con is None:
-            ensure_usage_tables(lake, job)
         totals, days = _read_period(
             job,
             start_d,
