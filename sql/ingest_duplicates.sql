@@ -1,11 +1,13 @@
 -- ingest_duplicates: the staged lines of one ingest whose event identity is already taken.
--- Grain: one row per duplicate line (file_seq, line_no). The first occurrence stands:
--- an id seen in an earlier ingest (lake `events`), else the earliest line of this ingest
--- in (file_seq, line_no) order. An id-less line's identity is (source_sha256, line_no):
+-- Grain: one row per duplicate line (file_seq, line_no). An event's identity is its
+-- workspace and id (an idempotency key is scoped to its workspace, so one workspace can
+-- never make another's events count as duplicates). The first occurrence stands: an
+-- identity seen in an earlier ingest (lake `events`), else the earliest line of this
+-- ingest in (file_seq, line_no) order. An id-less line's identity is (source_sha256, line_no):
 -- it is a duplicate when the same content was ingested before (`ingest_manifest`) or
 -- appears earlier in this ingest under another name.
 -- `conflict` = the duplicate's payload differs from the event that stands.
--- Inputs: temp `staged` (accepted lines, with id_hash = hash(id)), `ingest_files`
+-- Inputs: temp `staged` (accepted lines, with id_hash = hash(workspace_id, id)), `ingest_files`
 -- (file_seq, source_file, source_sha256) and `ingest_dup_hashes` (the id hashes staged
 -- more than once); lake tables `events` and `ingest_manifest`.
 -- Parameters: $history (false when no event id of the lake lies in [$min_id, $max_id],
@@ -30,13 +32,13 @@ repeated_in_ingest AS (
         first_value(c.ts) OVER w AS first_ts,
         first_value(c.properties) OVER w AS first_properties
     FROM candidates AS c
-    WINDOW w AS (PARTITION BY c.id ORDER BY c.file_seq, c.line_no)
+    WINDOW w AS (PARTITION BY c.workspace_id, c.id ORDER BY c.file_seq, c.line_no)
 ),
 
 standing_in_history AS (
     SELECT e.id, e.workspace_id, e.metric, e.quantity, e.ts, e.properties, e.source_file, e.line_no
     FROM events AS e
-    SEMI JOIN (SELECT id_hash FROM staged WHERE $history) AS s ON s.id_hash = hash(e.id)
+    SEMI JOIN (SELECT id_hash FROM staged WHERE $history) AS s ON s.id_hash = hash(e.workspace_id, e.id)
     WHERE $history AND e.id BETWEEN $min_id AND $max_id
 ),
 
@@ -47,7 +49,7 @@ dup_of_history AS (
         h.ts AS first_ts, h.properties AS first_properties,
         h.source_file AS first_source_file, h.line_no AS first_line_no
     FROM staged AS s
-    JOIN standing_in_history AS h ON s.id = h.id
+    JOIN standing_in_history AS h ON s.id = h.id AND s.workspace_id = h.workspace_id
     WHERE $history
 ),
 
@@ -59,7 +61,9 @@ dup_within_ingest AS (
     FROM repeated_in_ingest AS r
     JOIN temp.ingest_files AS ff ON ff.file_seq = r.first_file_seq
     WHERE r.occurrence > 1
-      AND r.id NOT IN (SELECT id FROM standing_in_history)
+      AND NOT EXISTS (
+          SELECT 1 FROM standing_in_history AS h WHERE h.id = r.id AND h.workspace_id = r.workspace_id
+      )
 ),
 
 idless_files AS (

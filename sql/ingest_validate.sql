@@ -2,7 +2,7 @@
 -- Grain: one row per input line (`chunk`: file_seq INTEGER, line_no BIGINT, raw VARCHAR
 -- holding the line with its newline, bad_utf8 BOOLEAN). Blank lines come out with reason 'blank'
 -- and are skipped by the caller; every other line either has reason NULL (accepted for
--- dedupe) or a human-readable reason. `day` is the UTC date of `ts`; `id_hash` = hash(id).
+-- dedupe) or a human-readable reason. `day` is the UTC date of `ts`; `id_hash` = hash(workspace_id, id).
 -- Parameters: $metrics (JSON string tokens of the known metrics, e.g. '"api_calls"'),
 -- $metric_names (the same metrics, plain), $whole (for each, whether its quantities must be
 -- whole numbers), $max_id_length, $fast (false = every line takes the full rule chain).
@@ -181,7 +181,8 @@ final AS (
         line_no,
         reason,
         id,
-        CASE WHEN id IS NOT NULL THEN hash(id) END AS id_hash,
+        -- the identity is (workspace, id): an id is unique within its workspace
+        CASE WHEN id IS NOT NULL THEN hash(workspace_id, id) END AS id_hash,
         workspace_id,
         metric,
         quantity,

@@ -194,6 +194,30 @@ def test_dedupe_within_file_across_files_and_runs(settings: Settings, tmp_path: 
         accounted(r)
 
 
+def test_ids_are_scoped_to_their_workspace(settings: Settings, tmp_path: Path) -> None:
+    # one workspace's producer (or API key) can never make another's events duplicates
+    f = write_log(
+        tmp_path / "a.jsonl", [event(id="e1", workspace="ws_a"), event(id="e1", workspace="ws_b")]
+    )
+    r = ingest(settings, [f])
+    assert (r.to_dict()["accepted"], r.to_dict()["duplicates"]) == (2, 0)
+    g = write_log(
+        tmp_path / "b.jsonl",
+        [event(id="e1", workspace="ws_b", quantity=5), event(id="e1", workspace="ws_c")],
+    )
+    r2 = ingest(settings, [g])
+    assert (r2.to_dict()["accepted"], r2.to_dict()["duplicates"], r2.to_dict()["conflicts"]) == (
+        1,
+        1,
+        1,
+    )
+    assert q(settings, "SELECT workspace_id FROM events ORDER BY 1") == [
+        ("ws_a",),
+        ("ws_b",),
+        ("ws_c",),
+    ]
+
+
 def test_conflicting_duplicate_first_stands(settings: Settings, tmp_path: Path) -> None:
     f = write_log(
         tmp_path / "a.jsonl",
@@ -461,7 +485,7 @@ def _staged(settings: Settings, path: Path, fast: bool) -> list[tuple[Any, ...]]
     con = Lake(settings).connect()
     try:
         con.execute(m._STAGING_DDL)
-        params = {**m._validation_params(settings), "fast": fast}
+        params = {**m.validation_params(settings), "fast": fast}
         m._stage_files(con, settings, [path], params=params)
         return con.execute(
             "SELECT line_no, reason, id, id_hash, workspace_id, metric, quantity, ts, day, "

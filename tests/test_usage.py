@@ -15,6 +15,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -491,11 +492,24 @@ def test_refresh_on_read_and_when_another_writer_holds_the_lake(
 ) -> None:
     load(settings, tmp_path, [ev("ws_a", "api_calls", 5, "2024-01-01T10:00:00Z")])
     assert get_usage(settings, "ws_a", "2024-01-01", "2024-01-01", "api_calls")["total"] == 0
-    with Lake(settings).write_lock():  # an ingest is writing: read the last rollup
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:  # another writer (here a thread) holds the lake
+        with Lake(settings).write_lock():
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert held.wait(30)
         with caplog.at_level(logging.WARNING, logger="billing_batch.usage"):
             got = get_usage(settings, "ws_a", "2024-01-01", "2024-01-01", "api_calls", refresh=True)
-        assert got["total"] == 0
+        assert got["total"] == 0  # the last committed rollup, not blocked
         assert "not refreshed" in caplog.text
+    finally:
+        release.set()
+        t.join()
     got = get_usage(settings, "ws_a", "2024-01-01", "2024-01-01", "api_calls", refresh=True)
     assert got["total"] == 5
 

@@ -23,7 +23,6 @@ import os
 import tomllib
 from collections.abc import Mapping
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -114,6 +113,8 @@ class LakeSettings(_Model):
     threads: int = 0
     #: Parquet compression of lake data files.
     compression: Literal["zstd", "snappy", "uncompressed"] = "zstd"
+    #: zstd level: 1 writes ~1 CPU second per 10M events faster than 3, files ~5% bigger.
+    compression_level: int = 1
 
 
 class IngestSettings(_Model):
@@ -397,6 +398,3 @@ def parse_date(text: str, *, what: str = "date") -> date:
         raise InputError(f"{what}: expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
-def decimal_env(name: str, default: Decimal) -> Decimal:
-    raw = os.environ.get(name)
-    return Decimal(raw) if raw else default

@@ -368,7 +368,7 @@ def _prefetch(it: Iterator[pa.Table], depth: int = 2) -> Iterator[pa.Table]:
 
 # --- the ingest --------------------------------------------------------------------------
 #: Staged lines of one ingest: accepted ones typed (``reason`` NULL), rejected ones with
-#: their reason and raw text. ``id_hash`` = hash(id): the 64-bit pre-filter of the dedupe.
+#: their reason and raw text. ``id_hash`` = hash(workspace_id, id): the dedupe's 64-bit pre-filter.
 _STAGING_DDL = """
 CREATE OR REPLACE TEMP TABLE ingest_lines (
     file_seq INTEGER, line_no BIGINT, reason VARCHAR, id VARCHAR, id_hash UBIGINT,
@@ -398,7 +398,7 @@ def _new_ingest_id() -> str:
     return f"ing_{datetime.now(UTC):%Y%m%dT%H%M%S%f}_{secrets.token_hex(2)}"
 
 
-def _validation_params(settings: Settings) -> dict[str, Any]:
+def validation_params(settings: Settings) -> dict[str, Any]:
     return {
         "metrics": [f'"{m}"' for m in settings.metrics],
         "metric_names": list(settings.metrics),
@@ -457,7 +457,7 @@ def _stage_files(
     reader = pa.RecordBatchReader.from_batches(_STAGE_SCHEMA, batches())
     con.register("chunk", reader)
     try:
-        con.execute(insert, params or _validation_params(settings))
+        con.execute(insert, params or validation_params(settings))
     except duckdb.Error as exc:
         if failure:
             raise failure[0] from exc

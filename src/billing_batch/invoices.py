@@ -883,6 +883,7 @@ def _store_draft(
             workspace_id=inv.workspace_id,
             data=_event_data(load_invoice(con, inv.id)),
             at=now,
+            recorded_at=store.utcnow(),
         )
     return load_invoice(con, inv.id)
 
@@ -1047,6 +1048,7 @@ def _finalize_in_tx(
         workspace_id=inv.workspace_id,
         data=_event_data(final),
         at=now,
+        recorded_at=store.utcnow(),
     )
     return final
 
@@ -1120,6 +1122,7 @@ def transition(
             workspace_id=updated.workspace_id,
             data=_event_data(updated),
             at=at,
+            recorded_at=store.utcnow(),
         )
     return updated
 

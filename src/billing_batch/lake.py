@@ -158,6 +158,11 @@ class Lake:
                 con.execute(
                     f"CALL {LAKE}.set_option('parquet_compression', ?)", [s.lake.compression]
                 )
+                if s.lake.compression == "zstd":
+                    con.execute(
+                        f"CALL {LAKE}.set_option('parquet_compression_level', ?)",
+                        [s.lake.compression_level],
+                    )
         except duckdb.Error as exc:
             con.close()
             raise LakeError(f"cannot attach the lake at {s.catalog_url}: {exc}") from exc
@@ -297,6 +302,17 @@ class Lake:
         # fetchall: a half-read result would keep the catalog locked for other writers
         rows = con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchall()
         return int(rows[0][0]) if rows else 0
+
+
+def memory_connection() -> duckdb.DuckDBPyConnection:
+    """A private in-memory DuckDB (no lake, no files, UTC): for validating usage sent to
+    the HTTP API with ingest's own query."""
+    try:
+        con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
+        con.execute("SET TimeZone = 'UTC'")
+    except duckdb.Error as exc:
+        raise LakeError(f"cannot start DuckDB: {exc}") from exc
+    return con
 
 
 def run_query(

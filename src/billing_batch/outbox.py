@@ -55,17 +55,22 @@ def record_event(
     at: datetime,
     workspace_id: str | None = None,
     discriminator: str = "",
+    recorded_at: datetime | None = None,
 ) -> str:
     """Append an event to the outbox inside the caller's transaction; idempotent (the
-    same type, subject and discriminator record nothing new). Returns the event id."""
+    same type, subject and discriminator record nothing new). Returns the event id.
+    ``recorded_at`` (default ``at``) is the outbox time delivery counts from."""
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type_!r}")
     eid = event_id(type_, subject_id, discriminator)
     payload = dumps({"type": type_, "timestamp": at, "data": data})
+    # The payload's timestamp is when the change happened (for a backfilled nightly run,
+    # its business time); created_at is when it entered the outbox, which delivery
+    # schedules its retries and gives up by.
     con.execute(
         "INSERT OR IGNORE INTO outbox (id, type, workspace_id, subject_id, created_at, payload) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (eid, type_, workspace_id, subject_id, ts(at), payload),
+        (eid, type_, workspace_id, subject_id, ts(recorded_at or at), payload),
     )
     return eid
 

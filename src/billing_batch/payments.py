@@ -1092,6 +1092,7 @@ class _Charger:
                     "automaticRetry": next_retry is not None,
                 },
                 at=self.now,
+                recorded_at=store.utcnow(),
             )
         return message
 

@@ -187,13 +187,13 @@ def _cursor() -> duckdb.DuckDBPyConnection:
     """A connection to a private in-memory DuckDB (no lake, no files): cheap per call."""
     import duckdb
 
+    from .lake import memory_connection
+
     global _db
     with _db_lock:
         try:
             if _db is None:
-                db = duckdb.connect(":memory:")
-                db.execute("SET TimeZone = 'UTC'")
-                _db = db
+                _db = memory_connection()
             return _db.cursor()
         except duckdb.Error as exc:
             raise LakeError(f"cannot start DuckDB to validate usage: {exc}") from exc
@@ -219,16 +219,16 @@ def _chunk(lines: Sequence[bytes]) -> Any:
 def validate_lines(settings: Settings, lines: Sequence[bytes]) -> list[tuple[str | None, Any]]:
     """Run ingest's validation over ``lines`` (JSON texts without newlines): per line,
     (reason or None, workspace id when valid). The query and its parameters are ingest's
-    own (``ingest._validation_params``), bound by ``lake.run_sql`` like every query file."""
+    own (``ingest.validation_params``), bound by ``lake.run_sql`` like every query file."""
     import duckdb
 
-    from .ingest import _validation_params
+    from .ingest import validation_params
     from .lake import run_sql
 
     con = _cursor()
     try:
         con.register("chunk", _chunk(lines))
-        cur = run_sql(con, "ingest_validate", _validation_params(settings))
+        cur = run_sql(con, "ingest_validate", validation_params(settings))
         columns = [d[0] for d in cur.description or []]
         rows = cur.fetchall()
     except duckdb.Error as exc:
