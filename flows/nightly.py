@@ -29,11 +29,13 @@ from billing_batch.nightly import (
     deliver_webhooks,
     new_run,
     overdue,
+    peak_rss_mib,
     publish_files,
     run_lock,
     write_summary,
 )
 from billing_batch.outbox import record_usage_events
+from billing_batch.progress import progress
 from billing_batch.usage import refresh_rollup
 
 T = TypeVar("T")
@@ -48,6 +50,11 @@ def _settings(where: Where) -> Settings:
     return load_settings(config, home=home)
 
 
+def _step(step: StepResult) -> StepResult:
+    step.peak_rss_mib = peak_rss_mib()
+    return step
+
+
 def _timed(name: str, fn: Callable[[], T]) -> tuple[T, float]:
     t0 = time.perf_counter()
     out = fn()
@@ -57,8 +64,9 @@ def _timed(name: str, fn: Callable[[], T]) -> tuple[T, float]:
 @task(name="ingest-landing", cache_policy=NO_CACHE)
 def ingest_task(where: Where) -> StepResult:
     settings = _settings(where)
-    report, secs = _timed("ingest", lambda: ingest(settings))
-    events = record_usage_events(settings)
+    with progress("ingesting new landing files"):
+        report, secs = _timed("ingest", lambda: ingest(settings))
+        events = record_usage_events(settings)
     d = report.to_dict()
     step = StepResult(
         "ingest",
@@ -83,7 +91,8 @@ def ingest_task(where: Where) -> StepResult:
 @task(name="refresh-rollup", cache_policy=NO_CACHE)
 def rollup_task(where: Where) -> StepResult:
     settings = _settings(where)
-    report, secs = _timed("rollup", lambda: refresh_rollup(settings))
+    with progress("refreshing the daily rollup"):
+        report, secs = _timed("rollup", lambda: refresh_rollup(settings))
     step = StepResult(
         "rollup",
         counts={"days": len(report.days), "ingests": len(report.ingest_ids)},
@@ -96,7 +105,8 @@ def rollup_task(where: Where) -> StepResult:
 @task(name="close-periods", cache_policy=NO_CACHE)
 def invoices_task(where: Where, run_date: date) -> StepResult:
     settings = _settings(where)
-    (step, _ids), secs = _timed("invoices", lambda: close_periods(settings, run_date))
+    with progress("closing billing periods (rating, finalizing)"):
+        (step, _ids), secs = _timed("invoices", lambda: close_periods(settings, run_date))
     step.seconds = secs
     get_run_logger().info("invoices: %s", step.counts)
     for f in step.failures:
@@ -122,7 +132,8 @@ def mirror_task(where: Where, reason: str) -> int:
 @task(name="charge-payments", cache_policy=NO_CACHE)
 def payments_task(where: Where, run_date: date) -> StepResult:
     settings = _settings(where)
-    step, secs = _timed("payments", lambda: charge(settings, run_date))
+    with progress("charging invoices"):
+        step, secs = _timed("payments", lambda: charge(settings, run_date))
     step.seconds = secs
     for note in step.notes:
         get_run_logger().warning(note)
@@ -142,7 +153,8 @@ def overdue_task(where: Where, run_date: date) -> StepResult:
 @task(name="deliver-webhooks", cache_policy=NO_CACHE)
 def webhooks_task(where: Where) -> StepResult:
     settings = _settings(where)
-    step, secs = _timed("webhooks", lambda: deliver_webhooks(settings))
+    with progress("delivering webhooks"):
+        step, secs = _timed("webhooks", lambda: deliver_webhooks(settings))
     step.seconds = secs
     get_run_logger().info("webhooks: %s", step.counts)
     return step
@@ -161,14 +173,14 @@ def nightly(
     log = get_run_logger()
     log.info("nightly run %s for %s in %s", summary.run_id, day, settings.home)
     with run_lock(settings):
-        summary.steps.append(ingest_task(where))
-        summary.steps.append(rollup_task(where))
-        summary.steps.append(invoices_task(where, day))
-        summary.steps.append(documents_task(where))
+        summary.steps.append(_step(ingest_task(where)))
+        summary.steps.append(_step(rollup_task(where)))
+        summary.steps.append(_step(invoices_task(where, day)))
+        summary.steps.append(_step(documents_task(where)))
         mirror_task(where, f"run {summary.run_id}: invoices")
-        summary.steps.append(payments_task(where, day))
-        summary.steps.append(overdue_task(where, day))
-        summary.steps.append(webhooks_task(where))
+        summary.steps.append(_step(payments_task(where, day)))
+        summary.steps.append(_step(overdue_task(where, day)))
+        summary.steps.append(_step(webhooks_task(where)))
         path = write_summary(settings, summary)
         mirror_task(where, f"run {summary.run_id}: summary")
     log.info("run summary written to %s (status %s)", path, summary.status)

@@ -396,5 +396,3 @@ def parse_date(text: str, *, what: str = "date") -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise InputError(f"{what}: expected a date as YYYY-MM-DD, got {text!r}") from None
-
-

@@ -326,38 +326,40 @@ class _Item:
 
 
 class _Quantities:
-    """Usage quantities read from the lake, batched by distinct (span, nominal period)."""
+    """Usage quantities read from the lake, batched by distinct (span, nominal period):
+    one query per distinct key, for every workspace (or for the only one that needs it),
+    indexed by workspace."""
+
+    Key = tuple[date, date, date, date]
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
         self._cache: dict[
-            tuple[date, date, date, date, str | None], dict[tuple[str, str], Decimal]
+            tuple[date, date, date, date, str | None], dict[str, dict[str, Decimal]]
         ] = {}
 
-    def prefetch(
-        self, keys: Iterable[tuple[date, date, date, date]], single: Mapping[Any, str]
-    ) -> None:
+    def prefetch(self, keys: Iterable[Key], single: Mapping[Key, str]) -> None:
         from .usage import period_quantities
 
         for key in set(keys):
             ws = single.get(key)
             cache_key = (*key, ws)
-            if cache_key not in self._cache:
-                self._cache[cache_key] = period_quantities(
-                    self.con,
-                    key[0],
-                    key[1],
-                    period_start=key[2],
-                    period_end=key[3],
-                    workspace_id=ws,
-                )
+            if cache_key in self._cache:
+                continue
+            rows = period_quantities(
+                self.con, key[0], key[1], period_start=key[2], period_end=key[3], workspace_id=ws
+            )
+            by_ws: dict[str, dict[str, Decimal]] = {}
+            for (workspace, metric), qty in rows.items():
+                by_ws.setdefault(workspace, {})[metric] = qty
+            self._cache[cache_key] = by_ws
 
-    def get(self, key: tuple[date, date, date, date], workspace_id: str) -> dict[str, Decimal]:
+    def get(self, key: Key, workspace_id: str) -> dict[str, Decimal]:
         data = self._cache.get((*key, workspace_id)) or self._cache.get((*key, None))
         if data is None:
             self.prefetch([key], {key: workspace_id})
             data = self._cache[(*key, workspace_id)]
-        return {m: q for (ws, m), q in data.items() if ws == workspace_id}
+        return dict(data.get(workspace_id, {}))
 
 
 def _span_key(span: PlanSpan, period: Period) -> tuple[date, date, date, date]:
@@ -874,6 +876,7 @@ def _store_draft(
     doc = _document(settings, inv, rated)
     doc["nominalPeriod"] = {"start": p.nominal_start, "end": p.nominal_end}
     _write_invoice(con, inv, doc, insert=existing is None)
+    stored = _as_stored(inv, doc)
     if existing is None:
         _history(con, inv.id, None, "draft", now, "created")
         record_event(
@@ -881,11 +884,24 @@ def _store_draft(
             "billing.invoice.created",
             subject_id=inv.id,
             workspace_id=inv.workspace_id,
-            data=_event_data(load_invoice(con, inv.id)),
+            data=_event_data(stored),
             at=now,
             recorded_at=store.utcnow(),
         )
-    return load_invoice(con, inv.id)
+    return stored
+
+
+def _as_stored(inv: Invoice, doc: Mapping[str, Any]) -> Invoice:
+    """The invoice as :func:`load_invoice` would read it back (without the round trip)."""
+    return replace(
+        inv,
+        extra={
+            "billTo": doc.get("billTo"),
+            "issuer": doc.get("issuer"),
+            "priceBookDigest": doc.get("priceBookDigest"),
+            "nominalPeriod": doc.get("nominalPeriod"),
+        },
+    )
 
 
 def _event_data(inv: Invoice) -> dict[str, Any]:
@@ -1040,7 +1056,7 @@ def _finalize_in_tx(
         ],
     )
     _history(con, inv.id, "draft", "open", now, f"finalized as {number}")
-    final = load_invoice(con, inv.id)
+    final = _as_stored(inv, doc)
     record_event(
         con,
         "billing.invoice.finalized",
@@ -1165,6 +1181,7 @@ def publish_invoice_files(
     """Write ``invoices/<number>.json`` and ``.pdf`` for finalized invoices that have none
     yet (all of them when ``invoice_ids`` is None): the frozen document as finalized,
     rendered in parallel. Returns (invoice id, error or None) per invoice attempted."""
+    from .progress import progress
     from .render import render_many
 
     with store.opened(settings) as con:
@@ -1180,7 +1197,12 @@ def publish_invoice_files(
     out_dir = settings.invoices_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     n = processes if processes is not None else settings.invoices.render_processes
-    results = render_many([(loads(r["document"]), out_dir, r["number"]) for r in todo], processes=n)
+    with progress(f"rendering {len(todo)} invoice(s)", total=len(todo)) as advance:
+        results = render_many(
+            [(loads(r["document"]), out_dir, r["number"]) for r in todo],
+            processes=n,
+            progress=advance,
+        )
     report: list[tuple[str, str | None]] = []
     with store.opened(settings) as con, store.transaction(con):
         for r, res in zip(todo, results, strict=True):

@@ -15,6 +15,9 @@ from enum import Enum
 from pathlib import PurePath
 from typing import Any
 
+#: The C string encoder of the json module (``json.dumps(str, ensure_ascii=False)``).
+_quote = json.encoder.encode_basestring
+
 
 def decimal_text(value: Decimal) -> str:
     """``Decimal('550.00')`` → ``'550'``; ``Decimal('12.340')`` → ``'12.34'``; no exponent."""
@@ -33,12 +36,31 @@ def datetime_text(value: datetime) -> str:
 
 
 def _encode(value: Any, indent: int | None, level: int) -> str:
+    kind = type(value)
+    # the common exact types first (a dict lookup beats a chain of isinstance checks)
+    if kind is str:
+        return _quote(value)
+    if kind is Decimal:
+        return decimal_text(value)
+    if kind is dict:
+        items = [
+            _quote(str(k)) + ": " + _encode(v, indent, level + 1) for k, v in value.items()
+        ]
+        return _wrap("{", "}", items, indent, level)
+    if kind is list or kind is tuple:
+        return _wrap("[", "]", [_encode(v, indent, level + 1) for v in value], indent, level)
     if value is None:
         return "null"
     if value is True:
         return "true"
     if value is False:
         return "false"
+    if kind is int:
+        return str(value)
+    return _encode_other(value, indent, level)
+
+
+def _encode_other(value: Any, indent: int | None, level: int) -> str:
     if isinstance(value, Decimal):
         return decimal_text(value)
     if isinstance(value, int):
@@ -48,23 +70,22 @@ def _encode(value: Any, indent: int | None, level: int) -> str:
             raise ValueError("NaN/Infinity cannot be written as JSON")
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _quote(str(value))
     if isinstance(value, datetime):
-        return json.dumps(datetime_text(value))
+        return _quote(datetime_text(value))
     if isinstance(value, date):
-        return json.dumps(value.isoformat())
+        return _quote(value.isoformat())
     if isinstance(value, Enum):
         return _encode(value.value, indent, level)
     if isinstance(value, PurePath):
-        return json.dumps(str(value))
+        return _quote(str(value))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _encode(dataclasses.asdict(value), indent, level)
     if hasattr(value, "model_dump"):
         return _encode(value.model_dump(by_alias=True), indent, level)
     if isinstance(value, Mapping):
         items = [
-            json.dumps(str(k), ensure_ascii=False) + ": " + _encode(v, indent, level + 1)
-            for k, v in value.items()
+            _quote(str(k)) + ": " + _encode(v, indent, level + 1) for k, v in value.items()
         ]
         return _wrap("{", "}", items, indent, level)
     if isinstance(value, (list, tuple, set, frozenset)):

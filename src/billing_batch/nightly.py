@@ -66,6 +66,9 @@ class StepResult:
     failures: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Peak RSS of this process (and of its finished children, e.g. PDF workers) by
+    #: the end of the step, in MiB.
+    peak_rss_mib: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,7 +76,17 @@ class StepResult:
             "failures": self.failures,
             "notes": self.notes,
             "seconds": round(self.seconds, 3),
+            "peakRssMiB": self.peak_rss_mib,
         }
+
+
+def peak_rss_mib() -> float:
+    """max(this process, its largest finished child) peak RSS so far, in MiB."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)
 
 
 @dataclass
@@ -157,8 +170,16 @@ def plan_invoices(settings: Settings, run_date: date) -> list[tuple[str, Period]
         if acct_plan.minimum or acct_plan.base_fee:
             candidates.add(ws)
     todo: list[tuple[str, Period]] = []
+    # every workspace without a subscription has the same calendar periods: compute once
+    calendar = periods_closed_before([], run_date, lookback_days=LOOKBACK_DAYS)
     for ws in sorted(candidates):
-        for p in periods_closed_before(subs.get(ws, []), run_date, lookback_days=LOOKBACK_DAYS):
+        ws_subs = subs.get(ws)
+        closed = (
+            periods_closed_before(ws_subs, run_date, lookback_days=LOOKBACK_DAYS)
+            if ws_subs
+            else calendar
+        )
+        for p in closed:
             if (ws, p.start.isoformat(), p.end.isoformat()) not in live:
                 todo.append((ws, p))
     return todo

@@ -28,7 +28,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -194,7 +194,10 @@ def _line_view(
         "description": _text(_field(line, "description", what)),
         "kind": kind if re.fullmatch(r"[a-z_]{1,32}", kind) else "other",
         "quantity": money.format_quantity(quantity) if quantity is not None else "",
-        "unit": _text(line.get("unit")) if quantity is not None else "",
+        # a plain count needs no unit word ("45,000", not "45,000 count")
+        "unit": _text(line.get("unit"))
+        if quantity is not None and line.get("unit") != "count"
+        else "",
         "unit_price": price_text,
         "amount": money.format_amount(amount, currency),
         "notes": notes,
@@ -639,6 +642,7 @@ def render_many(
     processes: int = 0,
     *,
     start_method: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[RenderResult]:
     """Render and write many invoices (``(doc, out_dir, basename)`` each) across
     ``processes`` worker processes (0 = one per core, fewer when there are few invoices;
@@ -646,7 +650,8 @@ def render_many(
     is that item's ``error`` and never stops the others.
 
     ``start_method``: None = ``fork`` if this process has a single thread, else ``spawn``
-    (polars, DuckDB and Prefect start threads, and forking a threaded process is unsafe)."""
+    (polars, DuckDB and Prefect start threads, and forking a threaded process is unsafe).
+    ``progress(n)`` is called as batches of ``n`` invoices finish."""
     if processes < 0:
         raise ValueError("processes must be ≥ 0")
     indexed: list[_Item] = [(i, doc, Path(d), b) for i, (doc, d, b) in enumerate(items)]
@@ -657,7 +662,10 @@ def render_many(
     else:  # auto: a worker costs about 1 s to start, ~15 PDFs: not worth it for a few
         workers = min(os.cpu_count() or 1, math.ceil(len(indexed) / _MIN_PER_WORKER))
     if workers == 1:
-        return _render_batch(indexed)
+        done = _render_batch(indexed)
+        if progress:
+            progress(len(done))
+        return done
     # Several batches per worker: one slow invoice does not hold up a whole share.
     size = max(1, math.ceil(len(indexed) / (workers * 4)))
     batches = [indexed[i : i + size] for i in range(0, len(indexed), size)]
@@ -672,6 +680,8 @@ def render_many(
         for future in as_completed(futures):
             try:
                 results.extend(future.result())
+                if progress:
+                    progress(len(futures[future]))
             except Exception as exc:  # a worker died (BrokenProcessPool) or pickling
                 for index, doc, _, _ in futures[future]:
                     invoice_id = _text(doc.get("id")) if isinstance(doc, Mapping) else ""

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from ..ingest import ingest as run_ingest
+from ..outbox import record_usage_events
 from ..sample import generate
 from ._common import print_json, settings_from
 
@@ -32,7 +33,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def _ingest(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     report = run_ingest(settings, args.paths or None)
-    print_json(report.to_dict())
+    out = report.to_dict()
+    # one billing.usage.recorded event per workspace of each ingest (idempotent)
+    out["usage_events"] = len(record_usage_events(settings))
+    print_json(out)
     if report.failed:
         for f in report.failed:
             print(f"billing-batch: error: {f.error}", file=sys.stderr)
