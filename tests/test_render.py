@@ -26,6 +26,8 @@ from billing_batch.errors import RenderError
 D = Decimal
 HOSTILE = '<img src="file:///etc/passwd">'
 CSS_URL = (TEMPLATES_DIR.resolve() / render.STYLESHEET).as_uri()
+UA_URL = (TEMPLATES_DIR.resolve() / "user-agent.css").as_uri()
+OWN_CSS = [CSS_URL, UA_URL]
 
 
 def line(description: str, amount: str, **extra: Any) -> dict[str, Any]:
@@ -255,7 +257,7 @@ def test_hostile_name_prints_as_text(
 ) -> None:
     pdf, fetcher, _ = long_render
     assert HOSTILE in pdftotext(pdf, folder, layout=False)
-    assert fetcher.requested == [CSS_URL]  # only the stylesheet was ever asked for
+    assert fetcher.requested == OWN_CSS  # only our two stylesheets were ever asked for
     assert not any("passwd" in url for url in fetcher.requested)
     assert fetcher.refused == []
     html = render.render_html(long_draft)
@@ -298,7 +300,7 @@ def test_foreign_urls_are_refused(tag: str, listener: socket.socket) -> None:
     html = f"<html><head>{tag.format(port=port)}</head><body><p>x</p></body></html>"
     with pytest.raises(RenderError, match="refused"):
         render.html_to_pdf(html, identifier=b"test", url_fetcher=fetcher)
-    assert len(fetcher.refused) == 1 and fetcher.refused == fetcher.requested[1:]
+    assert len(fetcher.refused) == 1 and fetcher.refused == fetcher.requested[len(OWN_CSS) :]
     with pytest.raises(BlockingIOError):  # nothing ever connected
         listener.accept()
 

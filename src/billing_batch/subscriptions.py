@@ -330,6 +330,30 @@ def _insert(
     )
 
 
+def _append(
+    con: sqlite3.Connection,
+    current: Subscription,
+    type_: str,
+    plan: str | None,
+    effective: date,
+    now: datetime,
+) -> Subscription:
+    """Append a change or cancellation to ``current``'s history; the updated view."""
+    _insert(
+        con,
+        sub_id=current.id,
+        workspace_id=current.workspace_id,
+        type_=type_,
+        plan=plan,
+        effective=effective,
+        anchor_day=None,
+        trial_end=None,
+        now=now,
+    )
+    subs = load_subscriptions(con, current.workspace_id)[current.workspace_id]
+    return next(s for s in subs if s.id == current.id)
+
+
 def _validate_workspace(workspace_id: str) -> None:
     import re
 
@@ -416,20 +440,7 @@ def change_subscription(
             )
         if current.plan_on(effective) == plan:
             raise SubscriptionError(f"plan {plan!r} is already in force on {effective}")
-        _insert(
-            con,
-            sub_id=current.id,
-            workspace_id=workspace_id,
-            type_="change",
-            plan=plan,
-            effective=effective,
-            anchor_day=None,
-            trial_end=None,
-            now=now,
-        )
-        return next(
-            s for s in load_subscriptions(con, workspace_id)[workspace_id] if s.id == current.id
-        )
+        return _append(con, current, "change", plan, effective, now)
 
 
 def cancel_subscription(
@@ -451,20 +462,7 @@ def cancel_subscription(
             raise SubscriptionError(
                 f"cancellation effective {effective} must be after the last change ({last_eff})"
             )
-        _insert(
-            con,
-            sub_id=current.id,
-            workspace_id=workspace_id,
-            type_="cancel",
-            plan=None,
-            effective=effective,
-            anchor_day=None,
-            trial_end=None,
-            now=now,
-        )
-        return next(
-            s for s in load_subscriptions(con, workspace_id)[workspace_id] if s.id == current.id
-        )
+        return _append(con, current, "cancel", None, effective, now)
 
 
 def show_subscription(
