@@ -108,7 +108,7 @@ class LakeSettings(_Model):
     #: Parquet data path: ``""`` means ``<lake>/data/``; or ``s3://bucket/prefix/``.
     data_path: str = ""
     #: DuckDB memory limit for the job's connections: bounds ingest and rollup RSS.
-    memory_limit: str = "1GB"
+    memory_limit: str = "700MB"
     #: DuckDB threads; 0 = one per core.
     threads: int = 0
     #: Parquet compression of lake data files.
