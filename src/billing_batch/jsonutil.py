@@ -43,9 +43,7 @@ def _encode(value: Any, indent: int | None, level: int) -> str:
     if kind is Decimal:
         return decimal_text(value)
     if kind is dict:
-        items = [
-            _quote(str(k)) + ": " + _encode(v, indent, level + 1) for k, v in value.items()
-        ]
+        items = [_quote(str(k)) + ": " + _encode(v, indent, level + 1) for k, v in value.items()]
         return _wrap("{", "}", items, indent, level)
     if kind is list or kind is tuple:
         return _wrap("[", "]", [_encode(v, indent, level + 1) for v in value], indent, level)
@@ -84,9 +82,7 @@ def _encode_other(value: Any, indent: int | None, level: int) -> str:
     if hasattr(value, "model_dump"):
         return _encode(value.model_dump(by_alias=True), indent, level)
     if isinstance(value, Mapping):
-        items = [
-            _quote(str(k)) + ": " + _encode(v, indent, level + 1) for k, v in value.items()
-        ]
+        items = [_quote(str(k)) + ": " + _encode(v, indent, level + 1) for k, v in value.items()]
         return _wrap("{", "}", items, indent, level)
     if isinstance(value, (list, tuple, set, frozenset)):
         seq = sorted(value) if isinstance(value, (set, frozenset)) else value
