@@ -13,7 +13,8 @@
 --   unique_count the number of distinct values of properties.<property> (an event
 --                without that property counts for nothing)
 -- Parameters: $first_day, $last_day (DATE); the metric catalogue as parallel lists
--- $metric_names, $aggregations, $properties (VARCHAR[]; property NULL unless unique_count).
+-- $metric_names, $aggregations, $properties (VARCHAR[]; property NULL unless unique_count),
+-- and $max_metrics (the names of the gauge and max metrics).
 -- One pass over the days' partitions computes sum, count and max; `latest` and
 -- `unique_count` metrics get a second look at their own events only.
 WITH catalogue AS (
@@ -32,9 +33,8 @@ per_day AS (
         e.day,
         sum(e.quantity) AS q_sum,
         count(*) AS n_events,
-        max(e.quantity) FILTER (
-            WHERE e.metric IN (SELECT metric FROM catalogue WHERE aggregation IN ('gauge', 'max'))
-        ) AS q_max
+        -- a constant list, not a subquery: evaluated per row without a join
+        max(e.quantity) FILTER (WHERE list_contains(CAST($max_metrics AS VARCHAR[]), e.metric)) AS q_max
     FROM events AS e
     WHERE e.day BETWEEN CAST($first_day AS DATE) AND CAST($last_day AS DATE)
     GROUP BY e.workspace_id, e.metric, e.day

@@ -120,8 +120,8 @@ class MetricUsage(TypedDict):
 # --- the metric catalogue as bound parameters ------------------------------------------
 def catalogue_params(metrics: Mapping[str, MetricDef]) -> dict[str, list[Any]]:
     """The catalogue as the parallel lists the SQL files take (``$metric_names``,
-    ``$aggregations``, ``$properties``). Raises ConfigError for a ``unique_count`` metric
-    without a property."""
+    ``$aggregations``, ``$properties``; ``$max_metrics``: the gauge and max metrics).
+    Raises ConfigError for a ``unique_count`` metric without a property."""
     names: list[str] = []
     aggregations: list[str] = []
     properties: list[str | None] = []
@@ -131,7 +131,13 @@ def catalogue_params(metrics: Mapping[str, MetricDef]) -> dict[str, list[Any]]:
         names.append(name)
         aggregations.append(metric.aggregation)
         properties.append(metric.property if metric.aggregation == "unique_count" else None)
-    return {"metric_names": names, "aggregations": aggregations, "properties": properties}
+    max_metrics = [n for n, a in zip(names, aggregations, strict=True) if a in ("gauge", "max")]
+    return {
+        "metric_names": names,
+        "aggregations": aggregations,
+        "properties": properties,
+        "max_metrics": max_metrics,
+    }
 
 
 # --- the rollup --------------------------------------------------------------------------
