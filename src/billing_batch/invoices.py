@@ -876,15 +876,7 @@ def _store_draft(
     stored = _as_stored(inv, doc)
     if existing is None:
         _history(con, inv.id, None, "draft", now, "created")
-        record_event(
-            con,
-            "billing.invoice.created",
-            subject_id=inv.id,
-            workspace_id=inv.workspace_id,
-            data=_event_data(stored),
-            at=now,
-            recorded_at=store.utcnow(),
-        )
+        _emit(con, "billing.invoice.created", stored, now)
     return stored
 
 
@@ -901,8 +893,18 @@ def _as_stored(inv: Invoice, doc: Mapping[str, Any]) -> Invoice:
     )
 
 
-def _event_data(inv: Invoice) -> dict[str, Any]:
-    return inv.to_json()
+def _emit(con: sqlite3.Connection, type_: str, inv: Invoice, at: datetime) -> None:
+    """The invoice's event, in the caller's transaction: the payload is the invoice JSON
+    as of the change, timestamped with the change's (business) time ``at``."""
+    record_event(
+        con,
+        type_,
+        subject_id=inv.id,
+        workspace_id=inv.workspace_id,
+        data=inv.to_json(),
+        at=at,
+        recorded_at=store.utcnow(),
+    )
 
 
 # --- periods -----------------------------------------------------------------------------
@@ -1054,15 +1056,7 @@ def _finalize_in_tx(
     )
     _history(con, inv.id, "draft", "open", now, f"finalized as {number}")
     final = _as_stored(inv, doc)
-    record_event(
-        con,
-        "billing.invoice.finalized",
-        subject_id=inv.id,
-        workspace_id=inv.workspace_id,
-        data=_event_data(final),
-        at=now,
-        recorded_at=store.utcnow(),
-    )
+    _emit(con, "billing.invoice.finalized", final, now)
     return final
 
 
@@ -1128,15 +1122,7 @@ def transition(
         "overdue": "billing.invoice.overdue",
     }.get(to_status)
     if event:
-        record_event(
-            con,
-            event,
-            subject_id=invoice_id,
-            workspace_id=updated.workspace_id,
-            data=_event_data(updated),
-            at=at,
-            recorded_at=store.utcnow(),
-        )
+        _emit(con, event, updated, at)
     return updated
 
 
