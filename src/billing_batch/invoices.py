@@ -37,7 +37,7 @@ from typing import Any
 import duckdb
 
 from . import store
-from .config import Settings
+from .config import MetricDef, Settings
 from .errors import BillingError, InputError, NotFoundError, PriceBookError, StateError
 from .ids import new_id
 from .jsonutil import dumps, loads
@@ -369,6 +369,27 @@ def _span_label(span: PlanSpan, period: Period, plan: Plan, several: bool) -> st
     return f" ({plan.display_name}, {span.start:%b %-d}–{span.end:%b %-d})"
 
 
+def _shown(mdef: MetricDef, quantity: Decimal) -> str:
+    """How a line names its quantity: ``45,000`` or ``12.5 GB-months``."""
+    text = format_quantity(quantity)
+    return f"{text} {mdef.period_unit}" if mdef.period_unit else text
+
+
+def _billed(
+    period: Period, span: PlanSpan, metric: str, plan: str, quantity: Decimal, amount: Decimal
+) -> BilledUsage:
+    return BilledUsage(
+        period_start=period.start,
+        period_end=period.end,
+        metric=metric,
+        plan=plan,
+        segment_start=span.start,
+        segment_end=span.end,
+        quantity=quantity,
+        amount=amount,
+    )
+
+
 def _included(included: Decimal, span: PlanSpan, period: Period) -> Decimal:
     """A plan's free units per period, prorated by the span's share of the nominal period
     when the plan is in force for part of it only (an upgrade mid-month)."""
@@ -414,9 +435,7 @@ def _rate_spans(
                 raise PriceBookError(f"plan {plan.name!r} has no price for metric {metric!r}")
             charge = price.rate(qty, currency, included=_included(price.included, span, period))
             unit = mdef.period_unit or mdef.unit
-            shown = format_quantity(qty)
-            if mdef.period_unit:
-                shown = f"{shown} {mdef.period_unit}"
+            shown = _shown(mdef, qty)
             lines.append(
                 Line(
                     kind="usage",
@@ -433,18 +452,7 @@ def _rate_spans(
                 )
             )
             usage_total += charge.amount
-            billed.append(
-                BilledUsage(
-                    period_start=period.start,
-                    period_end=period.end,
-                    metric=metric,
-                    plan=plan.name,
-                    segment_start=span.start,
-                    segment_end=span.end,
-                    quantity=qty,
-                    amount=charge.amount,
-                )
-            )
+            billed.append(_billed(period, span, metric, plan.name, qty, charge.amount))
         fee_days = span.fee_days()
         if plan.base_fee and fee_days:
             exact = plan.base_fee * fee_days / nominal_days
@@ -532,9 +540,7 @@ def _late_lines(
                 amount = charge.amount - billed_amt
                 increment = price.rate_additional(billed_qty, delta, currency, included=free)
                 mdef = settings.metric(metric)
-                shown = format_quantity(delta)
-                if mdef.period_unit:
-                    shown = f"{shown} {mdef.period_unit}"
+                shown = _shown(mdef, delta)
                 label = _period_label(period)
                 lines.append(
                     Line(
@@ -558,18 +564,7 @@ def _late_lines(
                         },
                     )
                 )
-                billed.append(
-                    BilledUsage(
-                        period_start=period.start,
-                        period_end=period.end,
-                        metric=metric,
-                        plan=plan.name,
-                        segment_start=span.start,
-                        segment_end=span.end,
-                        quantity=delta,
-                        amount=amount,
-                    )
-                )
+                billed.append(_billed(period, span, metric, plan.name, delta, amount))
     return lines, billed
 
 
