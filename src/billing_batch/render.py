@@ -20,6 +20,7 @@ rendered in parallel.
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import logging
 import math
@@ -640,8 +641,19 @@ def _render_batch(batch: list[_Item]) -> list[RenderResult]:
     return [_render_one(item) for item in batch]
 
 
+#: The cyclic garbage collector's young-generation threshold in a render worker (default
+#: 700). A PDF allocates tens of thousands of short-lived containers (WeasyPrint's boxes
+#: and styles), so the default collects every few boxes; measured here, 50,000 saves ~2%
+#: of a worker's CPU for ~15 MB more memory.
+_WORKER_GC_THRESHOLD = 50_000
+
+
 def _worker_init() -> None:
     _engine()  # import WeasyPrint and parse the stylesheet once per worker
+    # What the worker keeps for its whole life (modules, the engine) leaves the
+    # collector's view, and the young generation is collected less often.
+    gc.freeze()
+    gc.set_threshold(_WORKER_GC_THRESHOLD, 10, 10)
 
 
 def _start_method() -> str:

@@ -77,6 +77,10 @@ USAGE_TABLES: tuple[str, ...] = ("gauge_monthly",)
 #: 10,000 workspaces).
 ROLLUP_ROW_GROUP_ROWS = 4096
 
+#: Aggregations computed by sql/rollup_usage_daily_second_look.sql (the others, by
+#: sql/rollup_usage_daily.sql in one pass over all the days' events).
+SECOND_LOOK = frozenset({"latest", "unique_count"})
+
 
 # --- reports and result shapes -----------------------------------------------------------
 @dataclass
@@ -120,7 +124,7 @@ class MetricUsage(TypedDict):
 # --- the metric catalogue as bound parameters ------------------------------------------
 def catalogue_params(metrics: Mapping[str, MetricDef]) -> dict[str, list[Any]]:
     """The catalogue as the parallel lists the SQL files take (``$metric_names``,
-    ``$aggregations``, ``$properties``; ``$max_metrics``: the gauge and max metrics).
+    ``$aggregations``, ``$properties``).
     Raises ConfigError for a ``unique_count`` metric without a property."""
     names: list[str] = []
     aggregations: list[str] = []
@@ -131,12 +135,10 @@ def catalogue_params(metrics: Mapping[str, MetricDef]) -> dict[str, list[Any]]:
         names.append(name)
         aggregations.append(metric.aggregation)
         properties.append(metric.property if metric.aggregation == "unique_count" else None)
-    max_metrics = [n for n, a in zip(names, aggregations, strict=True) if a in ("gauge", "max")]
     return {
         "metric_names": names,
         "aggregations": aggregations,
         "properties": properties,
-        "max_metrics": max_metrics,
     }
 
 
@@ -228,6 +230,8 @@ def _refresh(
         for name, kind in zip(catalogue["metric_names"], catalogue["aggregations"], strict=True)
         if kind == "gauge"
     ]
+    # latest and unique_count metrics need their own look at their events
+    second_look = any(kind in SECOND_LOOK for kind in catalogue["aggregations"])
     expected_snapshot = _current_snapshot(con) + 1
     extra = {
         "ingests": len(ingest_ids),
@@ -243,6 +247,10 @@ def _refresh(
             for first, last in _day_runs(days):
                 params = {"first_day": first, "last_day": last, **catalogue}
                 report.rows_written += _count(run_sql(con, "rollup_usage_daily", params))
+                if second_look:
+                    report.rows_written += _count(
+                        run_sql(con, "rollup_usage_daily_second_look", params)
+                    )
             report.gauge_rows_written = _refresh_gauge_months(con, days, gauges)
         if ingest_ids:
             run_sql(
