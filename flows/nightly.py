@@ -8,6 +8,7 @@ server needed), or serve it on a schedule with ``billing-batch schedule`` /
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -167,6 +168,11 @@ def nightly(
     """Ingest → rollup → close periods (invoices, JSON, PDF) → charge → dunning →
     overdue → webhooks → summary."""
     settings = load_settings(config, home=home)
+    # progress milestones of long steps (INFO) belong in the run's log; the library's
+    # other records are there from WARNING up (see schedule.prefect_defaults)
+    milestones = logging.getLogger("billing_batch.progress")
+    if milestones.level == logging.NOTSET:
+        milestones.setLevel(logging.INFO)
     where: Where = (str(settings.home), str(settings.config_file) if settings.config_file else None)
     day = run_date or default_run_date()
     summary: RunSummary = new_run(day)

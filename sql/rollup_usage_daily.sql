@@ -13,8 +13,8 @@
 -- Parameters: $first_day, $last_day (DATE); the metric catalogue as parallel lists
 -- $metric_names, $aggregations, $properties (VARCHAR[]).
 -- One pass over the days' events computes sum, count and max for every group, and the
--- metric's aggregation picks one: an aggregate per row costs less than deciding per row
--- which one to update (a FILTER), and the groups are few (~20 events each).
+-- metric's aggregation picks one (a FILTER restricting max to gauge and max metrics is
+-- evaluated per event and costs as much as the max itself: measured).
 WITH catalogue AS (
     SELECT
         unnest(CAST($metric_names AS VARCHAR[])) AS metric,

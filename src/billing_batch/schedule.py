@@ -19,10 +19,14 @@ from .errors import ConfigError
 
 def prefect_defaults(settings: Settings) -> None:
     """Environment defaults for Prefect, set before it is imported: its home inside
-    $BILLING_HOME (not ~/.prefect), and no telemetry (there is no network)."""
+    $BILLING_HOME (not ~/.prefect), no telemetry (there is no network), and the library's
+    own log records (warnings, progress milestones) in the flow-run logs; outside a run
+    they stay local, without Prefect's warning that there is no run to send them to."""
     os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "billing_batch")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
 def build_deployment(settings: Settings) -> Any:
