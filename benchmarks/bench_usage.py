@@ -16,9 +16,11 @@ Figures (medians of ``--repeat`` runs, same process, same DuckDB settings):
     GROUP BY workspace_id, metric, day`` over the same events as plain hive-partitioned
     Parquet (``COPY ... PARTITION_BY (day)``), kept in memory and written as Parquet by
     day; beside it the aggregation of ``sql/rollup_usage_daily.sql`` alone through
-    DuckLake (kept in memory: target ratio <= 1.2), and ``refresh_rollup`` recomputing all
-    31 days end to end (pending ingests found, day partitions replaced, gauge months,
-    rollup_log, one commit).
+    DuckLake (kept in memory: target ratio <= 1.2), the same GROUP BY through DuckLake with
+    one aggregate more at a time (sum; + count; + max: where the ratio goes; the query
+    adds the catalogue join that picks and records each row's aggregation), and
+    ``refresh_rollup`` recomputing all 31 days end to end (pending ingests found, day
+    partitions replaced, gauge months, rollup_log, one commit).
 (b) nightly refresh after one new day (Feb 1st, events/31 events, ingested from JSONL),
     then after late events for one old day (Jan 5th): should cost about one day's share
     of (a), not the month.
@@ -264,6 +266,28 @@ def main(argv: list[str] | None = None) -> int:
                 params,
             )
 
+        # where the ratio goes: the same GROUP BY through DuckLake, one aggregate at a time
+        where = (
+            "FROM events WHERE day BETWEEN CAST($first_day AS DATE) AND CAST($last_day AS DATE) "
+            "GROUP BY workspace_id, metric, day"
+        )
+        steps = {
+            "+ sum": "sum(quantity)",
+            "+ count": "sum(quantity), count(*)",
+            "+ max": "sum(quantity), count(*), max(quantity)",
+        }
+        days = {"first_day": params["first_day"], "last_day": params["last_day"]}
+
+        def partial(aggregates: str) -> Callable[[], None]:
+            def run() -> None:
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE partial_rollup AS "
+                    f"SELECT workspace_id, metric, day, {aggregates} {where}",
+                    days,
+                )
+
+            return run
+
         def our_refresh() -> Any:
             with lake.transaction(con, "bench reset"):  # the month's ingests pending again
                 con.execute("DELETE FROM rollup_log")
@@ -278,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             samples["bare"].append(timed(bare_in_memory, 1)[0])
             samples["query"].append(timed(our_query, 1)[0])
             samples["written"].append(timed(bare_written, 1)[0])
+            for label, aggregates in steps.items():
+                samples[label].append(timed(partial(aggregates), 1)[0])
             seconds, report = our_refresh()
             samples["refresh"].append(seconds)
         t_bare, t_query, t_bare_written, t_full = (
@@ -292,6 +318,14 @@ def main(argv: list[str] | None = None) -> int:
                 "(a) rollup aggregation query -> memory",
                 ms(t_query),
                 f"ratio {t_query / t_bare:.2f} to the bare GROUP BY (target <= 1.2)",
+            ),
+            *(
+                (
+                    f"(a)   DuckLake GROUP BY {label}",
+                    ms(statistics.median(samples[label])),
+                    f"ratio {statistics.median(samples[label]) / t_bare:.2f}",
+                )
+                for label in steps
             ),
             (
                 "(a) refresh_rollup, 31 days, committed",
