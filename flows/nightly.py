@@ -125,9 +125,12 @@ def documents_task(where: Where) -> StepResult:
 
 
 @task(name="mirror-state", cache_policy=NO_CACHE)
-def mirror_task(where: Where, reason: str) -> int:
+def mirror_task(where: Where, reason: str) -> StepResult:
     settings = _settings(where)
-    return store.mirror_to_lake(settings, reason=reason)
+    step = StepResult("mirror")
+    snapshot, step.seconds = _timed("mirror", lambda: store.mirror_to_lake(settings, reason=reason))
+    step.counts = {"lake_snapshot": snapshot}
+    return step
 
 
 @task(name="charge-payments", cache_policy=NO_CACHE)
@@ -183,12 +186,13 @@ def nightly(
         summary.steps.append(_step(rollup_task(where)))
         summary.steps.append(_step(invoices_task(where, day)))
         summary.steps.append(_step(documents_task(where)))
-        mirror_task(where, f"run {summary.run_id}: invoices")
+        # analysts see the new invoices before the (possibly long) payment steps
+        summary.steps.append(_step(mirror_task(where, f"run {summary.run_id}: invoices")))
         summary.steps.append(_step(payments_task(where, day)))
         summary.steps.append(_step(overdue_task(where, day)))
         summary.steps.append(_step(webhooks_task(where)))
         path = write_summary(settings, summary)
-        mirror_task(where, f"run {summary.run_id}: summary")
+        mirror_task(where, f"run {summary.run_id}: summary")  # the runs table, this run's row
     log.info("run summary written to %s (status %s)", path, summary.status)
     out = summary.to_dict()
     out["summaryFile"] = str(path)

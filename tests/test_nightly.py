@@ -153,6 +153,9 @@ def test_month_close_end_to_end_then_rerun_changes_nothing(
     assert steps["rollup"]["counts"]["days"] == 31
     assert steps["invoices"]["counts"]["invoices_finalized"] == 5
     assert steps["documents"]["counts"]["rendered"] == 5
+    # the lake's copy of the state, taken between the documents and the payments
+    assert list(steps).index("mirror") == list(steps).index("documents") + 1
+    assert steps["mirror"]["counts"]["lake_snapshot"] > 0
     assert steps["payments"]["counts"]["succeeded"] == 5
     assert len(stripe_env.charges) == 5
     pdfs = sorted(p.name for p in settings.invoices_dir.glob("*.pdf"))
