@@ -28,6 +28,7 @@ from billing_batch.nightly import (
     close_periods,
     default_run_date,
     deliver_webhooks,
+    expire_snapshots,
     new_run,
     overdue,
     peak_rss_mib,
@@ -164,12 +165,21 @@ def webhooks_task(where: Where) -> StepResult:
     return step
 
 
+@task(name="expire-snapshots", cache_policy=NO_CACHE)
+def maintenance_task(where: Where) -> StepResult:
+    settings = _settings(where)
+    step, secs = _timed("maintenance", lambda: expire_snapshots(settings))
+    step.seconds = secs
+    get_run_logger().info("maintenance: %s", step.counts)
+    return step
+
+
 @flow(name="billing-nightly", log_prints=True)
 def nightly(
     run_date: date | None = None, config: str | None = None, home: str | None = None
 ) -> dict[str, Any]:
     """Ingest → rollup → close periods (invoices, JSON, PDF) → charge → dunning →
-    overdue → webhooks → summary."""
+    overdue → webhooks → expire old lake snapshots → summary."""
     settings = load_settings(config, home=home)
     # progress milestones of long steps (INFO) belong in the run's log; the library's
     # other records are there from WARNING up (see schedule.prefect_defaults)
@@ -191,6 +201,7 @@ def nightly(
         summary.steps.append(_step(payments_task(where, day)))
         summary.steps.append(_step(overdue_task(where, day)))
         summary.steps.append(_step(webhooks_task(where)))
+        summary.steps.append(_step(maintenance_task(where)))
         path = write_summary(settings, summary)
         mirror_task(where, f"run {summary.run_id}: summary")  # the runs table, this run's row
     log.info("run summary written to %s (status %s)", path, summary.status)

@@ -46,6 +46,7 @@ from .invoices import (
     void_invoice,
 )
 from .lake import Lake
+from .maintenance import expire_lake_snapshots
 from .nightly import RunSummary, default_run_date
 from .outbox import EVENT_TYPES, record_usage_events
 from .payments import PaymentAttempt, PaymentResult, pay_invoice, pay_invoices, retry_due_payments
@@ -91,6 +92,7 @@ __all__ = [
     "deliver_webhooks",
     "DeliveryReport",
     "EVENT_TYPES",
+    "expire_lake_snapshots",
     "explain_invoice",
     "FileReport",
     "finalize_invoice",

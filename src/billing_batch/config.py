@@ -115,6 +115,11 @@ class LakeSettings(_Model):
     compression: Literal["zstd", "snappy", "uncompressed"] = "zstd"
     #: zstd level: 1 writes ~1 CPU second per 10M events faster than 3, files ~5% bigger.
     compression_level: int = 1
+    #: The nightly run expires lake snapshots older than ``snapshot_retention_days`` (time
+    #: travel reaches back that far; the snapshots invoices were rated at are always kept)
+    #: and deletes the data files no remaining snapshot needs.
+    expire_snapshots: bool = True
+    snapshot_retention_days: int = Field(default=90, ge=0)
 
 
 class IngestSettings(_Model):

@@ -22,8 +22,10 @@ import functools
 import hashlib
 import importlib.util
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,21 @@ def _required_extensions(catalog_url: str, data_path: str) -> list[str]:
     if re.match(r"^(s3|gcs|gs|r2|https?|az|abfss)://", data_path):
         exts.append("httpfs")
     return exts
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """What :meth:`Lake.expire_snapshots` did (or, ``dry_run``, would do)."""
+
+    #: Snapshot ids expired: time travel to them is no longer possible.
+    expired: list[int]
+    #: Old snapshot ids kept because they were asked to be (e.g. invoices rated at them).
+    kept: list[int]
+    #: Data files deleted because no remaining snapshot reads them.
+    files_deleted: int
+    #: Data files of writes that never committed, deleted.
+    orphans_deleted: int
+    dry_run: bool
 
 
 class Lake:
@@ -295,6 +312,57 @@ class Lake:
             if isinstance(exc, duckdb.Error):
                 raise LakeError(f"lake write failed ({message}): {exc}") from exc
             raise
+
+    # --- housekeeping ----------------------------------------------------------------
+    def expire_snapshots(
+        self,
+        older_than: datetime,
+        *,
+        keep: Collection[int] = (),
+        dry_run: bool = False,
+    ) -> Expiry:
+        """Expire the snapshots committed before ``older_than`` except those in ``keep``
+        and the current one, then delete the data files no remaining snapshot reads, and
+        files of writes that never committed (crashed) older than an hour. Under the
+        write lock: no writer can be adding files meanwhile. ``dry_run``: report only."""
+        keep = set(keep)
+        with self.write_lock():
+            con = self.connect()
+            try:
+                current = self.current_snapshot(con)
+                old = con.execute(
+                    "SELECT snapshot_id FROM ducklake_snapshots(?) "
+                    "WHERE snapshot_time < ? ORDER BY snapshot_id",
+                    [LAKE, older_than],
+                ).fetchall()
+                versions = [int(r[0]) for r in old if r[0] != current and r[0] not in keep]
+                kept = sorted(int(r[0]) for r in old if r[0] in keep)
+                if versions:
+                    con.execute(
+                        "CALL ducklake_expire_snapshots(?, versions => ?, dry_run => ?)",
+                        [LAKE, versions, dry_run],
+                    ).fetchall()
+                # files of the expired snapshots (a dry run has scheduled none: nothing
+                # is listed for them; earlier-scheduled files are)
+                unused = con.execute(
+                    "CALL ducklake_cleanup_old_files(?, cleanup_all => true, dry_run => ?)",
+                    [LAKE, dry_run],
+                ).fetchall()
+                orphaned = con.execute(
+                    "CALL ducklake_delete_orphaned_files(?, older_than => ?, dry_run => ?)",
+                    [LAKE, datetime.now(UTC) - timedelta(hours=1), dry_run],
+                ).fetchall()
+            except duckdb.Error as exc:
+                raise LakeError(f"cannot expire lake snapshots: {exc}") from exc
+            finally:
+                con.close()
+        return Expiry(
+            expired=versions,
+            kept=kept,
+            files_deleted=len(unused),
+            orphans_deleted=len(orphaned),
+            dry_run=dry_run,
+        )
 
     # --- reading ---------------------------------------------------------------------
     @staticmethod

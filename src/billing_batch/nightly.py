@@ -298,6 +298,24 @@ def deliver_webhooks(settings: Settings) -> StepResult:
     return step
 
 
+def expire_snapshots(settings: Settings) -> StepResult:
+    """Lake housekeeping (``[lake] expire_snapshots``): see maintenance.py."""
+    from .maintenance import expire_lake_snapshots
+
+    step = StepResult("maintenance")
+    if not settings.lake.expire_snapshots:
+        step.notes.append("lake snapshots are kept ([lake] expire_snapshots = false)")
+        return step
+    expiry = expire_lake_snapshots(settings)
+    step.counts = {
+        "snapshots_expired": len(expiry.expired),
+        "snapshots_kept_for_invoices": len(expiry.kept),
+        "files_deleted": expiry.files_deleted,
+        "orphaned_files_deleted": expiry.orphans_deleted,
+    }
+    return step
+
+
 # --- step 7: summary ---------------------------------------------------------------------
 def write_summary(settings: Settings, summary: RunSummary) -> Path:
     """Record the run in the state store and as JSON under runs/ (temp file + rename)."""

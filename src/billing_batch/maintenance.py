@@ -1,0 +1,50 @@
+"""Lake housekeeping: expire old snapshots, delete the data files nobody reads any more.
+
+Every nightly run adds snapshots to the lake (an ingest, a rollup, two copies of the state
+tables), and DuckLake keeps each snapshot's files for time travel: left alone, the data
+folder grows by a copy of the state tables twice a night. :func:`expire_lake_snapshots`
+(the nightly's last step when ``[lake] expire_snapshots`` is on, and ``billing-batch lake
+expire``) expires the snapshots older than ``[lake] snapshot_retention_days`` except the
+ones invoices were rated at (``invoices.lake_snapshot_id``: ``invoice explain`` and the
+analysts' "as the invoice saw it" queries travel back to them), then deletes the files no
+remaining snapshot reads.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from . import store
+from .config import Settings
+from .errors import InputError
+from .lake import Expiry, Lake
+
+
+def pinned_snapshots(settings: Settings) -> set[int]:
+    """The lake snapshots invoices were rated at: never expired."""
+    with store.opened(settings) as con:
+        rows = con.execute(
+            "SELECT DISTINCT lake_snapshot_id FROM invoices WHERE lake_snapshot_id IS NOT NULL"
+        ).fetchall()
+    return {int(r[0]) for r in rows}
+
+
+def expire_lake_snapshots(
+    settings: Settings,
+    *,
+    retention_days: int | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> Expiry:
+    """Expire the lake snapshots older than ``retention_days`` (default: the setting),
+    keeping the current one and those invoices were rated at; delete unused files."""
+    days = settings.lake.snapshot_retention_days if retention_days is None else retention_days
+    if days < 0:
+        raise InputError(f"retention must be 0 days or more, got {days}")
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    lake = Lake(settings)
+    with lake.write_lock():  # the pinned set cannot change under a lake writer's feet
+        return lake.expire_snapshots(cutoff, keep=pinned_snapshots(settings), dry_run=dry_run)
+
+
+__all__ = ["expire_lake_snapshots", "pinned_snapshots"]
