@@ -134,6 +134,5 @@ def test_cli_expire_dry_run(
         "expired": [],
         "kept": [],
         "files_deleted": 0,
-        "orphans_deleted": 0,
         "dry_run": True,
     }

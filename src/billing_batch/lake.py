@@ -25,7 +25,7 @@ import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +98,6 @@ class Expiry:
     kept: list[int]
     #: Data files deleted because no remaining snapshot reads them.
     files_deleted: int
-    #: Data files of writes that never committed, deleted.
-    orphans_deleted: int
     dry_run: bool
 
 
@@ -322,9 +320,12 @@ class Lake:
         dry_run: bool = False,
     ) -> Expiry:
         """Expire the snapshots committed before ``older_than`` except those in ``keep``
-        and the current one, then delete the data files no remaining snapshot reads, and
-        files of writes that never committed (crashed) older than an hour. Under the
-        write lock: no writer can be adding files meanwhile. ``dry_run``: report only."""
+        and the current one, then delete the data files no remaining snapshot reads. Under
+        the write lock. ``dry_run``: report only.
+
+        Files that no snapshot tracks at all (a crashed write's) are left alone: DuckLake
+        finds those by listing the whole data path, so anything else stored there, or a
+        data path spelled differently from the catalog's, would be deleted too."""
         keep = set(keep)
         with self.write_lock():
             con = self.connect()
@@ -348,10 +349,6 @@ class Lake:
                     "CALL ducklake_cleanup_old_files(?, cleanup_all => true, dry_run => ?)",
                     [LAKE, dry_run],
                 ).fetchall()
-                orphaned = con.execute(
-                    "CALL ducklake_delete_orphaned_files(?, older_than => ?, dry_run => ?)",
-                    [LAKE, datetime.now(UTC) - timedelta(hours=1), dry_run],
-                ).fetchall()
             except duckdb.Error as exc:
                 raise LakeError(f"cannot expire lake snapshots: {exc}") from exc
             finally:
@@ -360,7 +357,6 @@ class Lake:
             expired=versions,
             kept=kept,
             files_deleted=len(unused),
-            orphans_deleted=len(orphaned),
             dry_run=dry_run,
         )
 

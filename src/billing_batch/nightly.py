@@ -311,7 +311,6 @@ def expire_snapshots(settings: Settings) -> StepResult:
         "snapshots_expired": len(expiry.expired),
         "snapshots_kept_for_invoices": len(expiry.kept),
         "files_deleted": expiry.files_deleted,
-        "orphaned_files_deleted": expiry.orphans_deleted,
     }
     return step
 

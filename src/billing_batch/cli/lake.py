@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="expire old lake snapshots and delete the data files no snapshot reads (JSON)",
         description="Expire the snapshots committed more than --retention-days ago, except "
         "the current one and those invoices were rated at, then delete the data files no "
-        "remaining snapshot reads (and files of writes that never committed).",
+        "remaining snapshot reads.",
     )
     e.add_argument(
         "--retention-days",
