@@ -57,17 +57,39 @@ def _step(step: StepResult) -> StepResult:
     return step
 
 
-def _timed(name: str, fn: Callable[[], T]) -> tuple[T, float]:
+def _timed(fn: Callable[[], T]) -> tuple[T, float]:
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
+
+
+def _logged(step: StepResult) -> StepResult:
+    """The step's notes, failures and counts in the run's log."""
+    log = get_run_logger()
+    for note in step.notes:
+        log.warning(note)
+    for failure in step.failures:
+        log.error("%s failed: %s", step.name, failure)
+    log.info("%s: %s", step.name, step.counts)
+    return step
+
+
+def _run_step(fn: Callable[[], StepResult], spinner: str | None = None) -> StepResult:
+    """Run one library step (with a spinner on a terminal), time it and log it."""
+    if spinner:
+        with progress(spinner):
+            step, step_seconds = _timed(fn)
+    else:
+        step, step_seconds = _timed(fn)
+    step.seconds = step_seconds
+    return _logged(step)
 
 
 @task(name="ingest-landing", cache_policy=NO_CACHE)
 def ingest_task(where: Where) -> StepResult:
     settings = _settings(where)
     with progress("ingesting new landing files"):
-        report, secs = _timed("ingest", lambda: ingest(settings))
+        report, secs = _timed(lambda: ingest(settings))
         events = record_usage_events(settings)
     d = report.to_dict()
     step = StepResult(
@@ -86,92 +108,70 @@ def ingest_task(where: Where) -> StepResult:
     )
     if d["rejects_file"]:
         step.notes.append(f"rejected lines kept in {d['rejects_file']}")
-    get_run_logger().info("ingest: %s", step.counts)
-    return step
+    return _logged(step)
 
 
 @task(name="refresh-rollup", cache_policy=NO_CACHE)
 def rollup_task(where: Where) -> StepResult:
     settings = _settings(where)
     with progress("refreshing the daily rollup"):
-        report, secs = _timed("rollup", lambda: refresh_rollup(settings))
+        report, secs = _timed(lambda: refresh_rollup(settings))
     step = StepResult(
         "rollup",
         counts={"days": len(report.days), "ingests": len(report.ingest_ids)},
         seconds=secs,
     )
-    get_run_logger().info("rollup: %s", step.counts)
-    return step
+    return _logged(step)
 
 
 @task(name="close-periods", cache_policy=NO_CACHE)
 def invoices_task(where: Where, run_date: date) -> StepResult:
     settings = _settings(where)
-    with progress("closing billing periods (rating, finalizing)"):
-        (step, _ids), secs = _timed("invoices", lambda: close_periods(settings, run_date))
-    step.seconds = secs
-    get_run_logger().info("invoices: %s", step.counts)
-    for f in step.failures:
-        get_run_logger().error("invoice failed: %s", f)
-    return step
+    return _run_step(
+        lambda: close_periods(settings, run_date)[0],
+        "closing billing periods (rating, finalizing)",
+    )
 
 
 @task(name="render-documents", cache_policy=NO_CACHE)
 def documents_task(where: Where) -> StepResult:
     settings = _settings(where)
-    step, secs = _timed("documents", lambda: publish_files(settings))
-    step.seconds = secs
-    get_run_logger().info("documents: %s", step.counts)
-    return step
+    return _run_step(lambda: publish_files(settings))
 
 
 @task(name="mirror-state", cache_policy=NO_CACHE)
 def mirror_task(where: Where, reason: str) -> StepResult:
     settings = _settings(where)
-    step = StepResult("mirror")
-    snapshot, step.seconds = _timed("mirror", lambda: store.mirror_to_lake(settings, reason=reason))
-    step.counts = {"lake_snapshot": snapshot}
-    return step
+
+    def mirror() -> StepResult:
+        snapshot = store.mirror_to_lake(settings, reason=reason)
+        return StepResult("mirror", counts={"lake_snapshot": snapshot})
+
+    return _run_step(mirror)
 
 
 @task(name="charge-payments", cache_policy=NO_CACHE)
 def payments_task(where: Where, run_date: date) -> StepResult:
     settings = _settings(where)
-    with progress("charging invoices"):
-        step, secs = _timed("payments", lambda: charge(settings, run_date))
-    step.seconds = secs
-    for note in step.notes:
-        get_run_logger().warning(note)
-    get_run_logger().info("payments: %s", step.counts)
-    return step
+    return _run_step(lambda: charge(settings, run_date), "charging invoices")
 
 
 @task(name="mark-overdue", cache_policy=NO_CACHE)
 def overdue_task(where: Where, run_date: date) -> StepResult:
     settings = _settings(where)
-    step, secs = _timed("overdue", lambda: overdue(settings, run_date))
-    step.seconds = secs
-    get_run_logger().info("overdue: %s", step.counts)
-    return step
+    return _run_step(lambda: overdue(settings, run_date))
 
 
 @task(name="deliver-webhooks", cache_policy=NO_CACHE)
 def webhooks_task(where: Where) -> StepResult:
     settings = _settings(where)
-    with progress("delivering webhooks"):
-        step, secs = _timed("webhooks", lambda: deliver_webhooks(settings))
-    step.seconds = secs
-    get_run_logger().info("webhooks: %s", step.counts)
-    return step
+    return _run_step(lambda: deliver_webhooks(settings), "delivering webhooks")
 
 
 @task(name="expire-snapshots", cache_policy=NO_CACHE)
 def maintenance_task(where: Where) -> StepResult:
     settings = _settings(where)
-    step, secs = _timed("maintenance", lambda: expire_snapshots(settings))
-    step.seconds = secs
-    get_run_logger().info("maintenance: %s", step.counts)
-    return step
+    return _run_step(lambda: expire_snapshots(settings))
 
 
 @flow(name="billing-nightly", log_prints=True)

@@ -26,7 +26,7 @@ MIN_INTERVAL = 10.0
 class _Milestones:
     """Logs ``done/total`` at each tenth of ``total`` (no more often than MIN_INTERVAL)."""
 
-    def __init__(self, description: str, total: int) -> None:
+    def __init__(self, description: str, total: int) -> None:  # total > 0
         self.description = description
         self.total = total
         self.done = 0
@@ -36,7 +36,7 @@ class _Milestones:
 
     def advance(self, n: int) -> None:
         self.done += n
-        tenth = self.done * 10 // self.total if self.total else 10
+        tenth = self.done * 10 // self.total
         now = time.monotonic()
         if tenth >= self.next_tenth and self.done < self.total:
             self.next_tenth = tenth + 1
