@@ -21,7 +21,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,6 +104,51 @@ class Expiry:
     dry_run: bool
 
 
+class _Instance:
+    """A process's DuckDB with the lake attached (see :meth:`Lake.connect`)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, catalog_url: str) -> None:
+        self.con = con
+        self.catalog_url = catalog_url
+        self._snapshots: set[int] = set()
+        self._lock = threading.Lock()
+
+    def at_snapshot(self, snapshot: int) -> str:
+        """The alias of the lake attached read-only at ``snapshot`` (attached once)."""
+        alias = f"{LAKE}_at_{snapshot}"
+        with self._lock:
+            if snapshot not in self._snapshots:
+                try:
+                    self.con.execute(
+                        f"ATTACH {sql_literal('ducklake:' + self.catalog_url)} AS {alias} "
+                        f"(READ_ONLY, SNAPSHOT_VERSION {snapshot})"
+                    )
+                except duckdb.Error as exc:
+                    raise LakeError(f"cannot read the lake at snapshot {snapshot}: {exc}") from exc
+                self._snapshots.add(snapshot)
+        return alias
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        except duckdb.Error:  # pragma: no cover - closing is best effort
+            pass
+
+
+#: Open DuckDB instances, per process and lake settings (least recently used first).
+_INSTANCES: OrderedDict[tuple[Any, ...], _Instance] = OrderedDict()
+_INSTANCES_LOCK = threading.Lock()
+_MAX_INSTANCES = 4
+
+
+def close_connections() -> None:
+    """Close this process's lake instances (tests, or before deleting a lake)."""
+    with _INSTANCES_LOCK:
+        while _INSTANCES:
+            _, instance = _INSTANCES.popitem()
+            instance.close()
+
+
 class Lake:
     """Handle on the DuckLake for one set of settings."""
 
@@ -125,7 +173,7 @@ class Lake:
                 config["threads"] = s.lake.threads
         try:
             con = duckdb.connect(":memory:", config=config)
-            con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET GLOBAL TimeZone = 'UTC'")  # every cursor's too
             for ext in _required_extensions(s.catalog_url, s.data_path):
                 con.execute(f"LOAD {ext}")
         except duckdb.Error as exc:
@@ -141,49 +189,103 @@ class Lake:
     ) -> duckdb.DuckDBPyConnection:
         """A job connection with the lake attached as ``lake`` and selected (``USE``).
 
-        ``create=True`` creates the lake (folders, catalog, tables) when missing;
-        ``snapshot=n`` attaches the lake read-only as it was at snapshot ``n`` (time
-        travel: the same SQL then reads the past).
+        Connections are cursors of one DuckDB instance per process and lake (extensions
+        loaded and the lake attached once: a connection then costs milliseconds, not half
+        a second); close them when done. ``create=True`` creates the lake (folders,
+        catalog, tables) when missing; ``snapshot=n`` reads the lake as it was at snapshot
+        ``n`` (time travel: the same SQL then reads the past). ``read_only`` documents a
+        reader (it never writes); writers take :meth:`write_lock`.
         """
+        if not create and not self.exists():
+            raise LakeError(f"no lake yet at {self.settings.lake_dir}: ingest something first")
+        instance = self._instance(create=create)
+        alias = LAKE if snapshot is None else instance.at_snapshot(int(snapshot))
+        try:
+            con = instance.con.cursor()
+            con.execute(f"USE {alias}")
+        except duckdb.Error as exc:
+            raise LakeError(f"cannot open a lake connection: {exc}") from exc
+        return con
+
+    def _instance(self, *, create: bool) -> _Instance:
         s = self.settings
-        if (read_only or snapshot is not None) and create and not self.exists():
-            with self.write_lock():
-                self.connect().close()  # create it, then attach read-only below
-        if not read_only and snapshot is None:
-            if create:
-                s.ensure_dirs()
-            else:
-                s.lake_dir.mkdir(parents=True, exist_ok=True)
-        if not read_only and snapshot is None:
-            self._sqlite_wal()
-        con = self._base_connection(job=True)
-        if snapshot is not None:
-            options = ["READ_ONLY", f"SNAPSHOT_VERSION {int(snapshot)}"]
-        elif read_only:
-            options = ["READ_ONLY"]
+        key = (
+            os.getpid(),
+            s.catalog_url,
+            s.data_path,
+            str(s.tmp_dir),
+            s.lake.memory_limit,
+            s.lake.threads,
+            s.lake.compression,
+            s.lake.compression_level,
+        )
+        with _INSTANCES_LOCK:
+            found = _INSTANCES.get(key)
+            if found is not None:
+                _INSTANCES.move_to_end(key)
+                return found
+        # opened outside the cache's lock: opening may wait for the lake write lock
+        instance = self._open_instance(create=create)
+        with _INSTANCES_LOCK:
+            found = _INSTANCES.get(key)
+            if found is not None:  # another thread opened it meanwhile
+                instance.close()
+                return found
+            _INSTANCES[key] = instance
+            while len(_INSTANCES) > _MAX_INSTANCES:
+                _, old = _INSTANCES.popitem(last=False)
+                old.close()
+            return instance
+
+    def _open_instance(self, *, create: bool) -> _Instance:
+        """One DuckDB with the lake attached read-write (the schema ensured when
+        ``create``). The SQLite catalog is put in WAL mode first, before DuckDB opens it:
+        never while this process's DuckDB holds it (two SQLite libraries in one process
+        must not open the same file at once)."""
+        s = self.settings
+        if create:
+            s.ensure_dirs()
         else:
-            options = [f"DATA_PATH {sql_literal(s.data_path)}"]
+            s.lake_dir.mkdir(parents=True, exist_ok=True)
+        self._sqlite_wal()
+        con = self._base_connection(job=True)
         try:
             con.execute(
                 f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS {LAKE} "
-                f"({', '.join(options)})"
+                f"(DATA_PATH {sql_literal(s.data_path)})"
             )
-            con.execute(f"USE {LAKE}")
-            if not read_only and snapshot is None:
-                con.execute(
-                    f"CALL {LAKE}.set_option('parquet_compression', ?)", [s.lake.compression]
-                )
-                if s.lake.compression == "zstd":
-                    con.execute(
-                        f"CALL {LAKE}.set_option('parquet_compression_level', ?)",
-                        [s.lake.compression_level],
-                    )
+            self._set_options(con)
         except duckdb.Error as exc:
             con.close()
             raise LakeError(f"cannot attach the lake at {s.catalog_url}: {exc}") from exc
-        if create and not read_only and snapshot is None:
-            self.ensure_schema(con)
-        return con
+        instance = _Instance(con, s.catalog_url)
+        if create:
+            cur = con.cursor()
+            try:
+                cur.execute(f"USE {LAKE}")
+                self.ensure_schema(cur)
+            finally:
+                cur.close()
+        return instance
+
+    def _set_options(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The lake's write options, stored in the catalog: written only when they differ
+        (under the write lock), so that opening the lake never writes the catalog."""
+        s = self.settings
+        wanted: dict[str, str] = {"parquet_compression": s.lake.compression}
+        if s.lake.compression == "zstd":
+            wanted["parquet_compression_level"] = str(s.lake.compression_level)
+        current = {
+            str(r[0]): str(r[1])
+            for r in con.execute(
+                f"SELECT option_name, value FROM {LAKE}.options() WHERE scope = 'GLOBAL'"
+            ).fetchall()
+        }
+        if all(current.get(k) == v for k, v in wanted.items()):
+            return
+        with self.write_lock():
+            for name, value in wanted.items():
+                con.execute(f"CALL {LAKE}.set_option(?, ?)", [name, value])
 
     def _sqlite_wal(self) -> None:
         """Put a SQLite catalog in WAL mode (stored in the file): readers then never block
@@ -364,7 +466,8 @@ class Lake:
     @staticmethod
     def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
         # fetchall: a half-read result would keep the catalog locked for other writers
-        rows = con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchall()
+        db = con.execute("SELECT current_database()").fetchall()[0][0]
+        rows = con.execute(f"SELECT id FROM {db}.current_snapshot()").fetchall()
         return int(rows[0][0]) if rows else 0
 
 

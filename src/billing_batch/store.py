@@ -133,14 +133,21 @@ def mirror_to_lake(settings: Settings, *, reason: str = "mirror state") -> int:
     with lake.write_lock():
         con = lake.connect()
         try:
+            # the process's lake instance is shared: attach the state for this copy only
             con.execute(
                 f"ATTACH {sql_literal(str(settings.state_path))} AS state (TYPE sqlite, READ_ONLY)"
             )
-            with lake.transaction(con, reason):
-                for name in MIRRORED:
-                    text = load_sql(f"mirror/{name}")
-                    con.execute(f"CREATE OR REPLACE TABLE {name} AS {text}")
-                    con.execute(f"COMMENT ON TABLE {name} IS {sql_literal(leading_comment(text))}")
-            return lake.current_snapshot(con)
+            try:
+                with lake.transaction(con, reason):
+                    for name in MIRRORED:
+                        text = load_sql(f"mirror/{name}")
+                        con.execute(f"CREATE OR REPLACE TABLE {name} AS {text}")
+                        con.execute(
+                            f"COMMENT ON TABLE {name} IS {sql_literal(leading_comment(text))}"
+                        )
+                return lake.current_snapshot(con)
+            finally:
+                con.execute("USE lake")
+                con.execute("DETACH state")
         finally:
             con.close()
