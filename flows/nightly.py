@@ -24,6 +24,7 @@ from billing_batch.ingest import ingest
 from billing_batch.nightly import (
     RunSummary,
     StepResult,
+    audit_step,
     charge,
     close_periods,
     default_run_date,
@@ -133,6 +134,14 @@ def invoices_task(where: Where, run_date: date) -> StepResult:
     )
 
 
+@task(name="audit", cache_policy=NO_CACHE)
+def audit_task(where: Where, run_date: date, snapshot: int | None, run_id: str) -> StepResult:
+    settings = _settings(where)
+    return _run_step(
+        lambda: audit_step(settings, run_date, snapshot, run_id), "auditing usage against invoices"
+    )
+
+
 @task(name="render-documents", cache_policy=NO_CACHE)
 def documents_task(where: Where) -> StepResult:
     settings = _settings(where)
@@ -178,8 +187,8 @@ def maintenance_task(where: Where) -> StepResult:
 def nightly(
     run_date: date | None = None, config: str | None = None, home: str | None = None
 ) -> dict[str, Any]:
-    """Ingest → rollup → close periods (invoices, JSON, PDF) → charge → dunning →
-    overdue → webhooks → expire old lake snapshots → summary."""
+    """Ingest → rollup → close periods (invoices) → audit → JSON and PDF → charge →
+    dunning → overdue → webhooks → expire old lake snapshots → summary."""
     settings = load_settings(config, home=home)
     # progress milestones of long steps (INFO) belong in the run's log; the library's
     # other records are there from WARNING up (see schedule.prefect_defaults)
@@ -194,7 +203,10 @@ def nightly(
     with run_lock(settings):
         summary.steps.append(_step(ingest_task(where)))
         summary.steps.append(_step(rollup_task(where)))
-        summary.steps.append(_step(invoices_task(where, day)))
+        invoices = _step(invoices_task(where, day))
+        summary.steps.append(invoices)
+        snapshot = invoices.counts.get("lake_snapshot")
+        summary.steps.append(_step(audit_task(where, day, snapshot, summary.run_id)))
         summary.steps.append(_step(documents_task(where)))
         # analysts see the new invoices before the (possibly long) payment steps
         summary.steps.append(_step(mirror_task(where, f"run {summary.run_id}: invoices")))

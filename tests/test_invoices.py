@@ -24,6 +24,7 @@ from billing_batch.invoices import (
     get_invoice,
     list_invoices,
     mark_overdue,
+    plan_closed_periods,
     transition,
     void_invoice,
 )
@@ -186,7 +187,7 @@ def test_void_frees_the_period_and_overlaps_are_refused(settings: Settings, tmp_
         now=NOW,
         render=False,
     )
-    with pytest.raises(StateError, match="overlaps"):
+    with pytest.raises(InputError, match="not a billing period"):
         create_invoice(settings, "ws_c", date(2024, 1, 15), date(2024, 2, 14), now=NOW)
     voided = void_invoice(settings, inv.id, reason="wrong address", now=NOW)
     assert voided.status == "void" and voided.voided_at == NOW
@@ -384,8 +385,6 @@ def test_plan_change_mid_month_splits_usage(
 
 
 def test_cancellation_produces_the_final_invoice(settings: Settings, tmp_path: Path) -> None:
-    from billing_batch.nightly import plan_invoices
-
     create_subscription(settings, "ws_x", "growth", date(2024, 1, 1), now=NOW)
     cancel_subscription(settings, "ws_x", date(2024, 1, 20), now=NOW)
     load(
@@ -393,8 +392,8 @@ def test_cancellation_produces_the_final_invoice(settings: Settings, tmp_path: P
         tmp_path,
         api_calls("ws_x", 200, "2024-01-05") + api_calls("ws_x", 1, "2024-01-25"),
     )
-    todo = plan_invoices(settings, date(2024, 1, 21))
-    periods = [(ws, p.start, p.end, p.kind) for ws, p in todo if ws == "ws_x"]
+    todo = plan_closed_periods(settings, date(2024, 1, 21))
+    periods = [(i.workspace_id, i.period.start, i.period.end, i.period.kind) for i in todo]
     assert (("ws_x", date(2024, 1, 1), date(2024, 1, 19), "final")) in periods
     inv = create_invoice(settings, "ws_x", date(2024, 1, 1), date(2024, 1, 19), now=NOW)
     assert inv.kind == "final"
@@ -406,15 +405,13 @@ def test_cancellation_produces_the_final_invoice(settings: Settings, tmp_path: P
 
 
 def test_anchor_day_15(settings: Settings, tmp_path: Path) -> None:
-    from billing_batch.nightly import plan_invoices
-
     create_subscription(settings, "ws_15", "growth", date(2024, 1, 15), anchor_day=15, now=NOW)
     load(settings, tmp_path, api_calls("ws_15", 1, "2024-02-01"))
     todo = [
-        (p.start, p.end) for ws, p in plan_invoices(settings, date(2024, 2, 15)) if ws == "ws_15"
+        (i.period.start, i.period.end) for i in plan_closed_periods(settings, date(2024, 2, 15))
     ]
-    # the pay-as-you-go days before the subscription are their own (empty) period
-    assert todo == [(date(2024, 1, 1), date(2024, 1, 14)), (date(2024, 1, 15), date(2024, 2, 14))]
+    # periods start at the first activity (the subscription's start)
+    assert todo == [(date(2024, 1, 15), date(2024, 2, 14))]
     inv = create_invoice(settings, "ws_15", date(2024, 1, 15), date(2024, 2, 14), now=NOW)
     assert next(x for x in inv.lines if x.kind == "base_fee").amount == Decimal("99.00")
 

@@ -34,7 +34,7 @@ from billing_batch import store
 from billing_batch.cli import main as cli_main
 from billing_batch.cli.usage import interactive
 from billing_batch.config import PROJECT_ROOT, MetricDef, Settings, load_settings
-from billing_batch.errors import InputError, UsageQueryError
+from billing_batch.errors import InputError, StaleUsageError, UsageQueryError
 from billing_batch.ingest import IngestReport, ingest
 from billing_batch.jsonutil import dumps
 from billing_batch.lake import Lake, extension_directory
@@ -487,11 +487,17 @@ def test_full_rebuild_after_an_aggregation_change(settings: Settings, tmp_path: 
     assert (got["total"], [b["quantity"] for b in got["breakdown"]]) == (30, [30, 20])
 
 
-def test_refresh_on_read_and_when_another_writer_holds_the_lake(
-    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_reads_are_fresh_or_refuse_when_another_writer_holds_the_lake(
+    settings: Settings, tmp_path: Path
 ) -> None:
+    """Fresh reads (docs/billing-rules.md §9): every committed ingest is read; when the
+    rollup is behind and cannot be refreshed, the read refuses instead of a stale zero."""
     load(settings, tmp_path, [ev("ws_a", "api_calls", 5, "2024-01-01T10:00:00Z")])
-    assert get_usage(settings, "ws_a", "2024-01-01", "2024-01-01", "api_calls")["total"] == 0
+    assert get_usage(settings, "ws_a", "2024-01-01", "2024-01-01", "api_calls")["total"] == 5
+    load(settings, tmp_path, [ev("ws_a", "api_calls", 7, "2024-01-01T11:00:00Z")])
+    impatient = settings.model_copy(
+        update={"ingest": settings.ingest.model_copy(update={"lock_timeout_seconds": 0.2})}
+    )
     held, release = threading.Event(), threading.Event()
 
     def writer() -> None:  # another writer (here a thread) holds the lake
@@ -503,15 +509,13 @@ def test_refresh_on_read_and_when_another_writer_holds_the_lake(
     t.start()
     try:
         assert held.wait(30)
-        with caplog.at_level(logging.WARNING, logger="billing_batch.usage"):
-            got = get_usage(settings, "ws_a", "2024-01-01", "2024-01-01", "api_calls", refresh=True)
-        assert got["total"] == 0  # the last committed rollup, not blocked
-        assert "not refreshed" in caplog.text
+        with pytest.raises(StaleUsageError, match="behind by 1 ingest"):
+            get_usage(impatient, "ws_a", "2024-01-01", "2024-01-01", "api_calls")
     finally:
         release.set()
         t.join()
-    got = get_usage(settings, "ws_a", "2024-01-01", "2024-01-01", "api_calls", refresh=True)
-    assert got["total"] == 5
+    got = get_usage(impatient, "ws_a", "2024-01-01", "2024-01-01", "api_calls")
+    assert got["total"] == 12
 
 
 # --- property test ------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 -- invoice_lines: one row per invoice line item. Grain: (invoice_id, line_no).
--- kind: usage | base_fee | minimum | late_usage. amount in the invoice currency (major units).
+-- kind: usage | base_fee | minimum | late_usage | late_base_fee | late_minimum. amount in the invoice currency (major units).
 SELECT
     l.invoice_id,
     i.workspace_id,

@@ -72,22 +72,55 @@ CREATE TABLE IF NOT EXISTS invoice_numbers (
     last  INTEGER NOT NULL
 );
 
--- what each finalized invoice billed, per source period, metric and plan: the base
--- that late usage is measured against
-CREATE TABLE IF NOT EXISTS billed_usage (
-    invoice_id    TEXT NOT NULL REFERENCES invoices (id),
-    workspace_id  TEXT NOT NULL,
-    period_start  TEXT NOT NULL,
-    period_end    TEXT NOT NULL,
-    metric        TEXT NOT NULL,
-    plan          TEXT NOT NULL,
-    segment_start TEXT NOT NULL,
-    segment_end   TEXT NOT NULL,
-    quantity      TEXT NOT NULL,
-    amount        TEXT NOT NULL,
-    PRIMARY KEY (invoice_id, period_start, metric, plan, segment_start)
+-- the billing ledger: what each finalized invoice billed, per billing period, segment
+-- (a run of days with one plan), kind and metric. Usage rows hold units; base_fee and
+-- minimum rows hold the fixed charge's days. A void releases an invoice's rows (queries
+-- count rows of live finalized invoices only). Late usage is "period total now minus
+-- what the ledger says was billed" (docs/billing-rules.md).
+CREATE TABLE IF NOT EXISTS billing_ledger (
+    invoice_id     TEXT NOT NULL REFERENCES invoices (id),
+    workspace_id   TEXT NOT NULL,
+    period_start   TEXT NOT NULL,        -- the billing period billed (inclusive)
+    period_end     TEXT NOT NULL,
+    segment_start  TEXT NOT NULL,        -- the segment's days (inclusive)
+    segment_end    TEXT NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('usage', 'base_fee', 'minimum')),
+    metric         TEXT NOT NULL DEFAULT '',   -- '' for fixed charges
+    plan           TEXT NOT NULL,
+    quantity       TEXT NOT NULL,        -- usage: units (decimal); fixed charges: days
+    amount         TEXT NOT NULL,        -- major units (decimal string)
+    PRIMARY KEY (invoice_id, period_start, segment_start, kind, metric)
 );
-CREATE INDEX IF NOT EXISTS billed_usage_ws ON billed_usage (workspace_id, period_start);
+CREATE INDEX IF NOT EXISTS billing_ledger_ws ON billing_ledger (workspace_id, period_start);
+
+-- audits: each run of the audit (docs/billing-rules.md §10) and what it found
+CREATE TABLE IF NOT EXISTS audit_runs (
+    audit_id          TEXT PRIMARY KEY,               -- aud_...
+    run_id            TEXT,                           -- the nightly run, if any
+    as_of             TEXT NOT NULL,                  -- periods that ended before it
+    lake_snapshot_id  INTEGER,
+    at                TEXT NOT NULL,
+    mode              TEXT NOT NULL,                  -- strict | now
+    periods_checked   INTEGER NOT NULL,
+    findings          INTEGER NOT NULL,
+    unexplained       INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS audit_findings (
+    audit_id         TEXT NOT NULL REFERENCES audit_runs (audit_id),
+    workspace_id     TEXT NOT NULL,
+    period_start     TEXT NOT NULL,
+    period_end       TEXT NOT NULL,
+    segment_start    TEXT,
+    segment_end      TEXT,
+    kind             TEXT NOT NULL,                   -- usage | base_fee | minimum | unbilled_period | ledger_mismatch
+    metric           TEXT NOT NULL DEFAULT '',
+    lake_quantity    TEXT,
+    billed_quantity  TEXT,
+    status           TEXT NOT NULL CHECK (status IN ('explained', 'unexplained')),
+    reason           TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_findings_audit ON audit_findings (audit_id);
 
 CREATE TABLE IF NOT EXISTS customers (
     workspace_id        TEXT PRIMARY KEY,

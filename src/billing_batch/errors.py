@@ -97,6 +97,13 @@ class LockedError(BillingError):
     code = "locked"
 
 
+class StaleUsageError(LockedError):
+    """The daily rollup is behind the committed ingests and cannot be brought up to date
+    now (another writer holds the lake): a reader refuses rather than price stale usage."""
+
+    code = "usage_stale"
+
+
 class RenderError(BillingError):
     code = "render_error"
 
@@ -150,6 +157,7 @@ __all__ = [
     "PaymentTransientError",
     "PriceBookError",
     "RenderError",
+    "StaleUsageError",
     "StateError",
     "StripeNotConfiguredError",
     "SubscriptionError",

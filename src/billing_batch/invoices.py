@@ -28,32 +28,29 @@ priced it; :func:`explain_invoice` recomputes it from that snapshot and from tod
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-import duckdb
-
 from . import store
-from .config import MetricDef, Settings
-from .errors import BillingError, InputError, NotFoundError, PriceBookError, StateError
+from .config import Settings
+from .errors import BillingError, InputError, NotFoundError, StateError
 from .ids import new_id
+from .invoicing import ledger
+from .invoicing.planner import PlannedInvoice, plan_invoices
+from .invoicing.positions import Positions, load_positions
 from .jsonutil import dumps, loads
-from .lake import Lake, run_query
-from .money import format_quantity, quantize, to_minor
+from .lake import Lake
+from .money import to_minor
 from .outbox import record_event
-from .pricing import Account, Plan, PriceBook, load_price_book
+from .periods import Period, Subscription, billing_periods
+from .pricing import Account, PriceBook, load_price_book
 from .pricing import tax as compute_tax
-from .subscriptions import (
-    Period,
-    PlanSpan,
-    Subscription,
-    billing_periods,
-    load_subscriptions,
-    plan_spans,
-)
+from .rating import Billed, LedgerEntry, Line, SegmentState, rate_period
+from .subscriptions import load_subscriptions
+from .usage import ensure_fresh
 
 STATUSES = ("draft", "open", "paid", "void", "overdue")
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -68,52 +65,6 @@ FINALIZED = ("open", "paid", "overdue")
 
 # --- the model -------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Line:
-    kind: str  # usage | base_fee | minimum | late_usage
-    description: str
-    amount: Decimal
-    period_start: date
-    period_end: date
-    metric: str | None = None
-    plan: str | None = None
-    quantity: Decimal | None = None
-    unit: str | None = None
-    unit_price: Decimal | None = None
-    detail: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "description": self.description,
-            "amount": self.amount,
-            "kind": self.kind,
-            "metric": self.metric,
-            "plan": self.plan,
-            "quantity": self.quantity,
-            "unit": self.unit,
-            "unitPrice": self.unit_price,
-            "periodStart": self.period_start,
-            "periodEnd": self.period_end,
-        }
-        for key, value in self.detail.items():
-            out.setdefault(key, value)  # detail never overrides the line's own fields
-        return out
-
-
-@dataclass(frozen=True)
-class BilledUsage:
-    """What a finalized invoice billed for one (source period, metric, plan span)."""
-
-    period_start: date
-    period_end: date
-    metric: str
-    plan: str
-    segment_start: date
-    segment_end: date
-    quantity: Decimal
-    amount: Decimal
-
-
-@dataclass(frozen=True)
 class Rated:
     """The result of rating one workspace and period (not yet stored)."""
 
@@ -125,7 +76,7 @@ class Rated:
     subtotal: Decimal
     tax: Decimal
     total: Decimal
-    billed: tuple[BilledUsage, ...]
+    entries: tuple[LedgerEntry, ...]
     price_book_version: str
     price_book_digest: str
     lake_snapshot_id: int
@@ -316,393 +267,71 @@ def list_invoices(
 
 
 # --- rating ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Item:
-    workspace_id: str
-    period: Period
-
-
-class _Quantities:
-    """Usage quantities read from the lake, batched by distinct (span, nominal period):
-    one query per distinct key, for every workspace (or for the only one that needs it),
-    indexed by workspace."""
-
-    Key = tuple[date, date, date, date]
-
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con = con
-        self._cache: dict[
-            tuple[date, date, date, date, str | None], dict[str, dict[str, Decimal]]
-        ] = {}
-
-    def prefetch(self, keys: Iterable[Key], single: Mapping[Key, str]) -> None:
-        from .usage import period_quantities
-
-        for key in set(keys):
-            ws = single.get(key)
-            cache_key = (*key, ws)
-            if cache_key in self._cache:
-                continue
-            rows = period_quantities(
-                self.con, key[0], key[1], period_start=key[2], period_end=key[3], workspace_id=ws
+def _rate(settings: Settings, book: PriceBook, positions: Positions, item: PlannedInvoice) -> Rated:
+    """Rate one planned invoice: its period's own differences, then the late differences
+    of the earlier periods it carries (rules: rating.rate_period)."""
+    ws = item.workspace_id
+    account = book.account(ws)
+    lines: list[Line] = []
+    entries: list[LedgerEntry] = []
+    for period, late in ((item.period, False), *((p, True) for p in item.carried)):
+        pos = positions.period(ws, period)
+        if pos is None:  # pragma: no cover - the planner only plans known periods
+            raise StateError(f"no billing position for {ws} {period.start}..{period.end}")
+        if pos.unmatched:
+            raise StateError(
+                f"workspace {ws}: invoices billed segments {pos.unmatched} of "
+                f"{period.start}..{period.end} that are not its segments now; see "
+                "`billing-batch audit`"
             )
-            by_ws: dict[str, dict[str, Decimal]] = {}
-            for (workspace, metric), qty in rows.items():
-                by_ws.setdefault(workspace, {})[metric] = qty
-            self._cache[cache_key] = by_ws
-
-    def get(self, key: Key, workspace_id: str) -> dict[str, Decimal]:
-        data = self._cache.get((*key, workspace_id)) or self._cache.get((*key, None))
-        if data is None:
-            self.prefetch([key], {key: workspace_id})
-            data = self._cache[(*key, workspace_id)]
-        return dict(data.get(workspace_id, {}))
-
-
-def _span_key(span: PlanSpan, period: Period) -> tuple[date, date, date, date]:
-    return (span.start, span.end, period.nominal_start, period.nominal_end)
-
-
-def _span_label(span: PlanSpan, period: Period, plan: Plan, several: bool) -> str:
-    if not several:
-        return ""
-    return f" ({plan.display_name}, {span.start:%b %-d}–{span.end:%b %-d})"
-
-
-def _shown(mdef: MetricDef, quantity: Decimal) -> str:
-    """How a line names its quantity: ``45,000`` or ``12.5 GB-months``."""
-    text = format_quantity(quantity)
-    return f"{text} {mdef.period_unit}" if mdef.period_unit else text
-
-
-def _billed(
-    period: Period, span: PlanSpan, metric: str, plan: str, quantity: Decimal, amount: Decimal
-) -> BilledUsage:
-    return BilledUsage(
-        period_start=period.start,
-        period_end=period.end,
-        metric=metric,
-        plan=plan,
-        segment_start=span.start,
-        segment_end=span.end,
-        quantity=quantity,
-        amount=amount,
+        rated = rate_period(
+            period,
+            pos.segments,
+            book=book,
+            metrics=settings.metrics,
+            currency=account.currency,
+            late=late,
+        )
+        lines += rated.lines
+        entries += rated.entries
+    subtotal = sum((x.amount for x in lines), Decimal(0))
+    tax = compute_tax(subtotal, account.tax_rate, account.currency)
+    return Rated(
+        workspace_id=ws,
+        period=item.period,
+        account=account,
+        currency=account.currency,
+        lines=tuple(lines),
+        subtotal=subtotal,
+        tax=tax,
+        total=subtotal + tax,
+        entries=tuple(entries),
+        price_book_version=book.version,
+        price_book_digest=book.digest,
+        lake_snapshot_id=positions.lake_snapshot_id,
     )
 
 
-def _included(included: Decimal, span: PlanSpan, period: Period) -> Decimal:
-    """A plan's free units per period, prorated by the span's share of the nominal period
-    when the plan is in force for part of it only (an upgrade mid-month)."""
-    if not included or span.days == period.nominal_days:
-        return included
-    return included * span.days / period.nominal_days
-
-
-def _rate_spans(
-    settings: Settings,
-    book: PriceBook,
-    account: Account,
-    period: Period,
-    spans: Sequence[PlanSpan],
-    quantities: Mapping[tuple[date, date, date, date], Mapping[str, Decimal]],
-    *,
-    kind_prefix: str = "",
-    late_of: tuple[date, date] | None = None,
-) -> tuple[list[Line], list[BilledUsage]]:
-    """Lines for one period's plan spans (usage, base fee, minimum)."""
-    lines: list[Line] = []
-    billed: list[BilledUsage] = []
-    currency = account.currency
-    nominal_days = period.nominal_days
-    several = len(spans) > 1
-    for span in spans:
-        plan = book.plan(span.plan)
-        if plan.currency != currency:
-            raise PriceBookError(
-                f"plan {plan.name!r} is priced in {plan.currency} but workspace "
-                f"{account.workspace_id} is billed in {currency}"
-            )
-        label = _span_label(span, period, plan, several)
-        usage_total = Decimal(0)
-        q = quantities[_span_key(span, period)]
-        for metric in sorted(q):
-            qty = q[metric]
-            if qty == 0:
-                continue
-            mdef = settings.metric(metric)
-            price = plan.prices.get(metric)
-            if price is None:
-                raise PriceBookError(f"plan {plan.name!r} has no price for metric {metric!r}")
-            charge = price.rate(qty, currency, included=_included(price.included, span, period))
-            unit = mdef.period_unit or mdef.unit
-            shown = _shown(mdef, qty)
-            lines.append(
-                Line(
-                    kind="usage",
-                    description=f"{mdef.display_name} ({shown}){label}",
-                    amount=charge.amount,
-                    period_start=span.start,
-                    period_end=span.end,
-                    metric=metric,
-                    plan=plan.name,
-                    quantity=qty,
-                    unit=unit,
-                    unit_price=charge.unit_price,
-                    detail=charge.to_detail(),
-                )
-            )
-            usage_total += charge.amount
-            billed.append(_billed(period, span, metric, plan.name, qty, charge.amount))
-        fee_days = span.fee_days()
-        if plan.base_fee and fee_days:
-            exact = plan.base_fee * fee_days / nominal_days
-            prorated = fee_days != nominal_days
-            desc = f"{plan.display_name} plan fee"
-            if prorated:
-                desc += f" (prorated {fee_days}/{nominal_days} days)"
-            lines.append(
-                Line(
-                    kind="base_fee",
-                    description=desc,
-                    amount=quantize(exact, currency),
-                    period_start=span.start,
-                    period_end=span.end,
-                    plan=plan.name,
-                    quantity=Decimal(fee_days),
-                    unit="days",
-                    detail={
-                        "baseFee": plan.base_fee,
-                        "daysInForce": fee_days,
-                        "nominalDays": nominal_days,
-                        "exactAmount": exact,
-                    },
-                )
-            )
-        min_days = span.days if span.subscription_id is None else fee_days
-        if plan.minimum and min_days:
-            floor_exact = plan.minimum * min_days / nominal_days
-            floor = quantize(floor_exact, currency)
-            if usage_total < floor:
-                lines.append(
-                    Line(
-                        kind="minimum",
-                        description=f"Minimum commitment top-up ({plan.display_name})",
-                        amount=floor - usage_total,
-                        period_start=span.start,
-                        period_end=span.end,
-                        plan=plan.name,
-                        detail={
-                            "minimum": plan.minimum,
-                            "proratedMinimum": floor,
-                            "usageAmount": usage_total,
-                            "days": min_days,
-                            "nominalDays": nominal_days,
-                        },
-                    )
-                )
-    return lines, billed
-
-
-def _late_lines(
-    settings: Settings,
-    book: PriceBook,
-    account: Account,
-    prior: Sequence[tuple[Period, list[PlanSpan], list[BilledUsage]]],
-    quantities: Mapping[tuple[date, date, date, date], Mapping[str, Decimal]],
-) -> tuple[list[Line], list[BilledUsage]]:
-    """Late usage of earlier finalized periods: new total rated minus what was billed."""
-    lines: list[Line] = []
-    billed: list[BilledUsage] = []
-    currency = account.currency
-    for period, spans, already in prior:
-        for span in spans:
-            plan = book.plan(span.plan)
-            q = quantities[_span_key(span, period)]
-            for metric in sorted(set(q) | {b.metric for b in already if b.plan == plan.name}):
-                prev = [
-                    b
-                    for b in already
-                    if b.metric == metric and b.plan == plan.name and b.segment_start == span.start
-                ]
-                billed_qty = sum((b.quantity for b in prev), Decimal(0))
-                billed_amt = sum((b.amount for b in prev), Decimal(0))
-                qty = q.get(metric, Decimal(0))
-                delta = qty - billed_qty
-                if delta == 0:
-                    continue
-                price = plan.prices.get(metric)
-                if price is None:
-                    raise PriceBookError(f"plan {plan.name!r} has no price for metric {metric!r}")
-                free = _included(price.included, span, period)
-                charge = price.rate(qty, currency, included=free)
-                # what the period should have cost with everything known now, minus
-                # what was billed for it; the detail shows the incremental arithmetic
-                amount = charge.amount - billed_amt
-                increment = price.rate_additional(billed_qty, delta, currency, included=free)
-                mdef = settings.metric(metric)
-                shown = _shown(mdef, delta)
-                label = _period_label(period)
-                lines.append(
-                    Line(
-                        kind="late_usage",
-                        description=f"Late usage for {label}: {mdef.display_name} ({shown})",
-                        amount=amount,
-                        period_start=span.start,
-                        period_end=span.end,
-                        metric=metric,
-                        plan=plan.name,
-                        quantity=delta,
-                        unit=mdef.period_unit or mdef.unit,
-                        unit_price=charge.unit_price,
-                        detail={
-                            "latePeriod": {"start": period.start, "end": period.end},
-                            "billedQuantity": billed_qty,
-                            "newTotalQuantity": qty,
-                            "billedAmount": billed_amt,
-                            "newTotalAmount": charge.amount,
-                            **increment.to_detail(),
-                        },
-                    )
-                )
-                billed.append(_billed(period, span, metric, plan.name, delta, amount))
-    return lines, billed
-
-
-def _period_label(period: Period) -> str:
-    """``2024-01`` for a calendar month, else ``2024-01-15–2024-02-14``."""
-    month_end = (period.start.replace(day=28) + timedelta(days=4)).replace(day=1)
-    if period.start.day == 1 and period.end == month_end - timedelta(days=1):
-        return f"{period.start:%Y-%m}"
-    return f"{period.start}–{period.end}"
-
-
-def _prior_finalized(
-    con: sqlite3.Connection, workspace_id: str, before: date
-) -> list[tuple[Period, int | None, list[BilledUsage]]]:
-    """Earlier periods of a workspace that have a live finalized invoice, with everything
-    billed for them so far (their own lines and late lines on later invoices) and the
-    newest lake snapshot any of that billing was rated at."""
-    rows = con.execute(
-        "SELECT b.*, carrier.lake_snapshot_id AS snap, own.document AS own_document "
-        "FROM billed_usage AS b "
-        "JOIN invoices AS carrier ON carrier.id = b.invoice_id "
-        "  AND carrier.status IN ('open', 'paid', 'overdue') "
-        "JOIN invoices AS own ON own.workspace_id = b.workspace_id "
-        "  AND own.period_start = b.period_start AND own.period_end = b.period_end "
-        "  AND own.status IN ('open', 'paid', 'overdue') "
-        "WHERE b.workspace_id = ? AND b.period_end < ? ORDER BY b.period_start",
-        (workspace_id, before.isoformat()),
-    ).fetchall()
-    out: dict[tuple[str, str], tuple[Period, int | None, list[BilledUsage]]] = {}
-    for r in rows:
-        key = (r["period_start"], r["period_end"])
-        if key not in out:
-            nominal = loads(r["own_document"]).get("nominalPeriod") or {}
-            period = Period(
-                date.fromisoformat(r["period_start"]),
-                date.fromisoformat(r["period_end"]),
-                date.fromisoformat(str(nominal.get("start", r["period_start"]))),
-                date.fromisoformat(str(nominal.get("end", r["period_end"]))),
-            )
-            out[key] = (period, r["snap"], [])
-        period, snap, billed = out[key]
-        if r["snap"] is not None and (snap is None or r["snap"] > snap):
-            out[key] = (period, r["snap"], billed)
-        billed.append(
-            BilledUsage(
-                period_start=date.fromisoformat(r["period_start"]),
-                period_end=date.fromisoformat(r["period_end"]),
-                metric=r["metric"],
-                plan=r["plan"],
-                segment_start=date.fromisoformat(r["segment_start"]),
-                segment_end=date.fromisoformat(r["segment_end"]),
-                quantity=Decimal(r["quantity"]),
-                amount=Decimal(r["amount"]),
-            )
-        )
-    return list(out.values())
-
-
-class _IngestIndex:
-    """The days each committed ingest touched, by snapshot: answers "did anything arrive
-    for these days after snapshot n?" without a lake query per invoice."""
-
-    def __init__(self, lake_con: duckdb.DuckDBPyConnection) -> None:
-        rows = run_query(lake_con, "SELECT snapshot_id, days FROM ingest_manifest").fetchall()
-        self._rows = [(int(snap), frozenset(days or [])) for snap, days in rows]
-
-    def changed_since(self, snapshot: int | None, start: date, end: date) -> bool:
-        floor = -1 if snapshot is None else snapshot
-        return any(
-            snap > floor and any(start <= d <= end for d in days) for snap, days in self._rows
-        )
-
-
-def _rate_items(
-    settings: Settings,
-    items: Sequence[_Item],
-    lake_con: duckdb.DuckDBPyConnection,
-    state_con: sqlite3.Connection,
-    book: PriceBook,
-    subs: Mapping[str, list[Subscription]],
-) -> dict[_Item, Rated | BillingError]:
-    """Rate many (workspace, period) items with batched lake reads."""
-    snapshot = Lake.current_snapshot(lake_con)
-    ingests = _IngestIndex(lake_con)
-    plans: dict[_Item, tuple[Account, list[PlanSpan]]] = {}
-    prior: dict[_Item, list[tuple[Period, list[PlanSpan], list[BilledUsage]]]] = {}
-    keys: dict[tuple[date, date, date, date], set[str]] = {}
-    for item in items:
-        account = book.account(item.workspace_id)
-        ws_subs = subs.get(item.workspace_id, [])
-        spans = plan_spans(ws_subs, item.period.start, item.period.end, account.plan)
-        plans[item] = (account, spans)
-        for span in spans:
-            keys.setdefault(_span_key(span, item.period), set()).add(item.workspace_id)
-        late: list[tuple[Period, list[PlanSpan], list[BilledUsage]]] = []
-        for period, snap, billed in _prior_finalized(
-            state_con, item.workspace_id, item.period.start
-        ):
-            if not ingests.changed_since(snap, period.start, period.end):
-                continue
-            pspans = plan_spans(ws_subs, period.start, period.end, account.plan)
-            late.append((period, pspans, billed))
-            for span in pspans:
-                keys.setdefault(_span_key(span, period), set()).add(item.workspace_id)
-        prior[item] = late
-    quantities = _Quantities(lake_con)
-    quantities.prefetch(keys, {k: next(iter(v)) for k, v in keys.items() if len(v) == 1})
-    out: dict[_Item, Rated | BillingError] = {}
-    for item in items:
-        account, spans = plans[item]
-        try:
-            q = {
-                k: quantities.get(k, item.workspace_id)
-                for k in keys
-                if item.workspace_id in keys[k]
-            }
-            lines, billed = _rate_spans(settings, book, account, item.period, spans, q)
-            late_lines, late_billed = _late_lines(settings, book, account, prior[item], q)
-            lines += late_lines
-            billed += late_billed
-            subtotal = sum((x.amount for x in lines), Decimal(0))
-            tax = compute_tax(subtotal, account.tax_rate, account.currency)
-            out[item] = Rated(
-                workspace_id=item.workspace_id,
-                period=item.period,
-                account=account,
-                currency=account.currency,
-                lines=tuple(lines),
-                subtotal=subtotal,
-                tax=tax,
-                total=subtotal + tax,
-                billed=tuple(billed),
-                price_book_version=book.version,
-                price_book_digest=book.digest,
-                lake_snapshot_id=snapshot,
-            )
-        except BillingError as exc:
-            out[item] = exc
+def _manual_plan(
+    positions: Positions, book: PriceBook, requests: Sequence[PlannedInvoice]
+) -> list[PlannedInvoice]:
+    """Requested periods carry the differences of the workspace's earlier invoiced
+    periods (each carried once, by the earliest request after it)."""
+    taken: set[tuple[str, date]] = set()
+    out: list[PlannedInvoice] = []
+    for req in sorted(requests, key=lambda r: (r.period.start, r.workspace_id)):
+        carried = []
+        for pos in positions.by_workspace.get(req.workspace_id, []):
+            key = (req.workspace_id, pos.period.start)
+            if (
+                pos.finalized
+                and pos.period.end < req.period.start
+                and key not in taken
+                and pos.differs(book)
+            ):
+                carried.append(pos.period)
+                taken.add(key)
+        out.append(PlannedInvoice(req.workspace_id, req.period, tuple(carried)))
     return out
 
 
@@ -903,15 +532,22 @@ def _emit(con: sqlite3.Connection, type_: str, inv: Invoice, at: datetime) -> No
 
 
 # --- periods -----------------------------------------------------------------------------
-def period_for(subs: list[Subscription], start: date, end: date) -> Period:
-    """The Period for an explicit [start, end]: the billing period with exactly these
-    bounds when there is one (so its nominal days are right), else [start, end] itself."""
+def period_for(subs: Sequence[Subscription], start: date, end: date) -> Period:
+    """The billing period [start, end] of a workspace with these subscriptions; anything
+    else is refused (invoices bill whole billing periods, so that every day is billed
+    once: docs/billing-rules.md §2)."""
     if end < start:
         raise InputError(f"period end {end} is before its start {start}")
-    for p in billing_periods(subs, start, end):
+    periods = billing_periods(subs, start, end)
+    for p in periods:
         if p.start == start and p.end == end:
             return p
-    return Period(start, end, start, end)
+    containing = periods[0]
+    raise InputError(
+        f"{start}..{end} is not a billing period of this workspace: the period containing "
+        f"{start} is {containing.start}..{containing.end} (calendar months without a "
+        "subscription, else the subscription's anchor days)"
+    )
 
 
 # --- public operations -------------------------------------------------------------------
@@ -930,76 +566,140 @@ def create_invoice(
     *,
     now: datetime | None = None,
 ) -> Invoice:
-    """Create (or refresh) the draft invoice of ``workspace_id`` for [start, end]."""
+    """Create (or refresh) the draft invoice of ``workspace_id`` for the billing period
+    [start, end]: what that period still owes, plus the late differences of the
+    workspace's earlier invoiced periods."""
     result = create_invoices(settings, [(workspace_id, start, end)], now=now)[0]
     if isinstance(result, BillingError):
         raise result
-    assert result is not None
     return result
 
 
 def create_invoices(
     settings: Settings,
-    requests: Sequence[tuple[str, date, date] | tuple[str, Period]],
+    requests: Sequence[tuple[str, date, date]],
     *,
     now: datetime | None = None,
     finalize: bool = False,
-    skip_empty: bool = False,
-) -> list[Invoice | BillingError | None]:
-    """Create or refresh many drafts (and optionally finalize them) with batched reads
-    and one state transaction; a failure of one workspace is returned in its place.
-    With ``skip_empty`` a period with no line at all (no usage, fee, minimum or late
-    usage) creates nothing and yields None."""
+) -> list[Invoice | BillingError]:
+    """Create or refresh the drafts of many (workspace, start, end) billing periods (and
+    optionally finalize them) in one state transaction; a failure of one is returned in
+    its place. Reads the usage fresh (the rollup is brought up to date first)."""
     now = _now(now)
     book = load_price_book(settings)
-    lake = Lake(settings)
-    lake_con = lake.connect(read_only=True)
+    ensure_fresh(settings)
+    lake_con = Lake(settings).connect(read_only=True)
     try:
         with store.opened(settings) as con:
             subs = load_subscriptions(con)
-            items: list[_Item | BillingError] = []
-            for req in requests:
+            slots: list[PlannedInvoice | BillingError] = []
+            for ws, start, end in requests:
                 try:
-                    ws = req[0]
-                    if len(req) == 2:
-                        period = req[1]
-                        assert isinstance(period, Period)
-                    else:
-                        s, e = req[1], req[2]
-                        assert isinstance(s, date) and isinstance(e, date)
-                        period = period_for(subs.get(ws, []), s, e)
-                    items.append(_Item(ws, period))
+                    slots.append(PlannedInvoice(ws, period_for(subs.get(ws, []), start, end)))
                 except BillingError as exc:
-                    items.append(exc)
-            valid = [i for i in items if isinstance(i, _Item)]
+                    slots.append(exc)
+            wanted = [x for x in slots if isinstance(x, PlannedInvoice)]
+            extra: dict[str, list[Period]] = {}
+            for x in wanted:
+                extra.setdefault(x.workspace_id, []).append(x.period)
             with store.transaction(con):
-                rated = _rate_items(settings, valid, lake_con, con, book, subs)
-                results: list[Invoice | BillingError | None] = []
-                for item in items:
-                    if isinstance(item, BillingError):
-                        results.append(item)
-                        continue
-                    r = rated[item]
-                    if isinstance(r, BillingError):
-                        results.append(r)
-                        continue
-                    if skip_empty and not r.lines:
-                        results.append(None)
-                        continue
-                    con.execute("SAVEPOINT one")
-                    try:
-                        inv = _store_draft(settings, con, r, now)
-                        if finalize:
-                            inv = _finalize_in_tx(settings, con, inv, r, now)
-                        con.execute("RELEASE one")
-                        results.append(inv)
-                    except BillingError as exc:
-                        con.execute("ROLLBACK TO one")
-                        con.execute("RELEASE one")
-                        results.append(exc)
+                positions = load_positions(
+                    lake_con,
+                    con,
+                    book=book,
+                    subscriptions=subs,
+                    as_of=max((x.period.start for x in wanted), default=now.date()),
+                    workspace_ids=set(extra),
+                    extra=extra,
+                )
+                planned = {
+                    (p.workspace_id, p.period): p for p in _manual_plan(positions, book, wanted)
+                }
+                return [
+                    slot
+                    if isinstance(slot, BillingError)
+                    else _issue(
+                        settings,
+                        con,
+                        book,
+                        positions,
+                        planned[(slot.workspace_id, slot.period)],
+                        now,
+                        finalize=finalize,
+                    )
+                    for slot in slots
+                ]
     finally:
         lake_con.close()
-    return results
+
+
+def plan_closed_periods(settings: Settings, run_date: date) -> list[PlannedInvoice]:
+    """What :func:`invoice_closed_periods` would invoice for ``run_date`` now (read only)."""
+    book = load_price_book(settings)
+    ensure_fresh(settings)
+    lake_con = Lake(settings).connect(read_only=True)
+    try:
+        with store.opened(settings) as con:
+            positions = load_positions(
+                lake_con, con, book=book, subscriptions=load_subscriptions(con), as_of=run_date
+            )
+    finally:
+        lake_con.close()
+    return plan_invoices(positions.by_workspace, book)
+
+
+def invoice_closed_periods(
+    settings: Settings, run_date: date, *, now: datetime | None = None
+) -> tuple[Positions, list[tuple[PlannedInvoice, Invoice | BillingError]]]:
+    """The nightly's invoicing (docs/billing-rules.md §7): every billing period closed
+    before ``run_date`` since each workspace's first activity that still owes anything
+    gets its invoice, finalized, carrying the late differences of earlier periods; all
+    in one state transaction, from one lake snapshot. Returns the positions it read and
+    each planned invoice with its result (one failure never stops the others)."""
+    now = _now(now)
+    book = load_price_book(settings)
+    ensure_fresh(settings)
+    lake_con = Lake(settings).connect(read_only=True)
+    try:
+        with store.opened(settings) as con:
+            subs = load_subscriptions(con)
+            with store.transaction(con):
+                positions = load_positions(
+                    lake_con, con, book=book, subscriptions=subs, as_of=run_date
+                )
+                results = [
+                    (item, _issue(settings, con, book, positions, item, now, finalize=True))
+                    for item in plan_invoices(positions.by_workspace, book)
+                ]
+    finally:
+        lake_con.close()
+    return positions, results
+
+
+def _issue(
+    settings: Settings,
+    con: sqlite3.Connection,
+    book: PriceBook,
+    positions: Positions,
+    item: PlannedInvoice,
+    now: datetime,
+    *,
+    finalize: bool,
+) -> Invoice | BillingError:
+    """Rate, store (and finalize) one invoice inside the caller's transaction; its own
+    savepoint, so that a failure undoes only this invoice."""
+    con.execute("SAVEPOINT one")
+    try:
+        rated = _rate(settings, book, positions, item)
+        inv = _store_draft(settings, con, rated, now)
+        if finalize:
+            inv = _finalize_in_tx(settings, con, inv, rated, now)
+    except BillingError as exc:
+        con.execute("ROLLBACK TO one")
+        con.execute("RELEASE one")
+        return exc
+    con.execute("RELEASE one")
+    return inv
 
 
 def _next_number(settings: Settings, con: sqlite3.Connection, year: int) -> str:
@@ -1030,25 +730,7 @@ def _finalize_in_tx(
     doc = _document(settings, inv, rated)
     doc["nominalPeriod"] = {"start": rated.period.nominal_start, "end": rated.period.nominal_end}
     _write_invoice(con, inv, doc, insert=False)
-    con.executemany(
-        "INSERT INTO billed_usage (invoice_id, workspace_id, period_start, period_end, metric, "
-        "plan, segment_start, segment_end, quantity, amount) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                inv.id,
-                inv.workspace_id,
-                b.period_start.isoformat(),
-                b.period_end.isoformat(),
-                b.metric,
-                b.plan,
-                b.segment_start.isoformat(),
-                b.segment_end.isoformat(),
-                str(b.quantity),
-                str(b.amount),
-            )
-            for b in rated.billed
-        ],
-    )
+    ledger.record(con, inv.id, inv.workspace_id, rated.entries)
     _history(con, inv.id, "draft", "open", now, f"finalized as {number}")
     final = _as_stored(inv, doc)
     _emit(con, "billing.invoice.finalized", final, now)
@@ -1075,7 +757,6 @@ def finalize_invoice(
     )[0]
     if isinstance(result, BillingError):
         raise result
-    assert result is not None
     if render:
         publish_invoice_files(settings, [result.id])
         result = get_invoice(settings, result.id)
@@ -1201,18 +882,15 @@ def issue_time(run_date: date) -> datetime:
 # --- explain -----------------------------------------------------------------------------
 def explain_invoice(settings: Settings, invoice_id: str) -> dict[str, Any]:
     """Per line: the daily quantities, the tier arithmetic and the lake snapshot; and
-    whether re-rating at that snapshot, and today, gives the same amounts."""
+    whether re-rating the period at that snapshot, and today, gives the same amounts."""
     from .usage import daily_quantities
 
     inv = get_invoice(settings, invoice_id)
     book = load_price_book(settings)
+    ensure_fresh(settings)
     lake = Lake(settings)
     explained: list[dict[str, Any]] = []
-    con = (
-        lake.connect(read_only=True, snapshot=inv.lake_snapshot_id)
-        if inv.lake_snapshot_id
-        else lake.connect(read_only=True)
-    )
+    con = lake.connect(read_only=True, snapshot=inv.lake_snapshot_id or None)
     try:
         for n, line in enumerate(inv.lines, start=1):
             entry: dict[str, Any] = {
@@ -1235,8 +913,6 @@ def explain_invoice(settings: Settings, invoice_id: str) -> dict[str, Any]:
             explained.append(entry)
     finally:
         con.close()
-    recomputed_then = _rerate(settings, inv, snapshot=inv.lake_snapshot_id)
-    recomputed_now = _rerate(settings, inv, snapshot=None)
     return {
         "invoice": inv.to_json(),
         "lakeSnapshotId": inv.lake_snapshot_id,
@@ -1244,46 +920,78 @@ def explain_invoice(settings: Settings, invoice_id: str) -> dict[str, Any]:
         "priceBookVersionNow": book.version,
         "priceBookChanged": inv.extra.get("priceBookDigest") not in (None, book.digest),
         "lines": explained,
-        "recomputedAtSnapshot": recomputed_then,
-        "recomputedToday": recomputed_now,
+        "recomputedAtSnapshot": _rerate(settings, book, inv, snapshot=inv.lake_snapshot_id),
+        "recomputedToday": _rerate(settings, book, inv, snapshot=None),
     }
 
 
-def _rerate(settings: Settings, inv: Invoice, *, snapshot: int | None) -> dict[str, Any]:
-    book = load_price_book(settings)
-    lake = Lake(settings)
-    con = (
-        lake.connect(read_only=True, snapshot=snapshot)
-        if snapshot
-        else lake.connect(read_only=True)
+def _rerate(
+    settings: Settings, book: PriceBook, inv: Invoice, *, snapshot: int | None
+) -> dict[str, Any]:
+    """The invoice's period rated in full (as if nothing had been billed for it) at the
+    lake snapshot, compared with the invoice's own (not late) lines."""
+    nominal = inv.extra.get("nominalPeriod") or {}
+    period = Period(
+        inv.period_start,
+        inv.period_end,
+        date.fromisoformat(str(nominal.get("start", inv.period_start))),
+        date.fromisoformat(str(nominal.get("end", inv.period_end))),
+        inv.kind,
     )
+    con = Lake(settings).connect(read_only=True, snapshot=snapshot or None)
     try:
         with store.opened(settings) as scon:
-            subs = load_subscriptions(scon)
-            period = Period(
-                inv.period_start,
-                inv.period_end,
-                date.fromisoformat(
-                    str((inv.extra.get("nominalPeriod") or {}).get("start", inv.period_start))
-                ),
-                date.fromisoformat(
-                    str((inv.extra.get("nominalPeriod") or {}).get("end", inv.period_end))
-                ),
-                inv.kind,
+            positions = load_positions(
+                con,
+                scon,
+                book=book,
+                subscriptions=load_subscriptions(scon, inv.workspace_id),
+                as_of=inv.period_start,
+                workspace_ids={inv.workspace_id},
+                extra={inv.workspace_id: [period]},
             )
-            item = _Item(inv.workspace_id, period)
-            # late lines are the billing of other periods: compare the period's own lines
-            rated = _rate_items(settings, [item], con, scon, book, subs)[item]
     finally:
         con.close()
-    if isinstance(rated, BillingError):
-        return {"error": str(rated)}
-    own = [x for x in inv.lines if x.kind != "late_usage"]
-    again = [x for x in rated.lines if x.kind != "late_usage"]
-    agrees = [(x.description, x.amount) for x in own] == [(x.description, x.amount) for x in again]
+    pos = positions.period(inv.workspace_id, period)
+    assert pos is not None
+    fresh = [SegmentState(s.span, s.usage, Billed(plan=s.billed.plan)) for s in pos.segments]
+    try:
+        rated = rate_period(
+            period, fresh, book=book, metrics=settings.metrics, currency=inv.currency
+        )
+    except BillingError as exc:
+        return {"error": str(exc)}
+    own = [(x.description, x.amount) for x in inv.lines if not x.kind.startswith("late_")]
+    again = [(x.description, x.amount) for x in rated.lines]
     return {
-        "snapshot": rated.lake_snapshot_id,
-        "agrees": agrees,
-        "subtotal": sum((x.amount for x in again), Decimal(0)),
-        "lines": [{"description": x.description, "amount": x.amount} for x in again],
+        "snapshot": positions.lake_snapshot_id,
+        "agrees": own == again,
+        "subtotal": sum((x.amount for x in rated.lines), Decimal(0)),
+        "lines": [{"description": d, "amount": a} for d, a in again],
     }
+
+
+__all__ = [
+    "FINALIZED",
+    "STATUSES",
+    "TRANSITIONS",
+    "Invoice",
+    "Line",
+    "Rated",
+    "create_invoice",
+    "create_invoices",
+    "explain_invoice",
+    "finalize_invoice",
+    "get_invoice",
+    "invoice_basename",
+    "invoice_closed_periods",
+    "issue_time",
+    "list_invoices",
+    "load_invoice",
+    "mark_overdue",
+    "period_for",
+    "plan_closed_periods",
+    "publish_invoice_files",
+    "transition",
+    "void_invoice",
+]

@@ -27,7 +27,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,14 +36,9 @@ from . import store
 from .config import Settings
 from .errors import BillingError
 from .ids import new_id
-from .invoices import Invoice, create_invoices, issue_time, publish_invoice_files
+from .invoices import Invoice, invoice_closed_periods, issue_time, publish_invoice_files
 from .jsonutil import dumps
-from .lake import Lake, run_query
 from .locking import file_lock
-from .subscriptions import Period, load_subscriptions, periods_closed_before
-
-#: How far back a run looks for closed periods not invoiced yet (missed runs).
-LOOKBACK_DAYS = 45
 
 
 def default_run_date(now: datetime | None = None) -> date:
@@ -103,7 +98,12 @@ class RunSummary:
 
     @property
     def status(self) -> str:
-        return "failed" if self.failures else "succeeded"
+        """``failed`` when a step failed (the audit's unexplained differences included:
+        then ``audit_failed`` if nothing else failed), else ``succeeded``."""
+        others = [f for s in self.steps if s.name != "audit" for f in s.failures]
+        if others:
+            return "failed"
+        return "audit_failed" if self.failures else "succeeded"
 
     def step(self, name: str) -> StepResult | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -125,91 +125,82 @@ def new_run(run_date: date) -> RunSummary:
 
 
 # --- step 3: closing periods -------------------------------------------------------------
-def plan_invoices(settings: Settings, run_date: date) -> list[tuple[str, Period]]:
-    """The (workspace, period) pairs to invoice for a run on ``run_date``: periods that
-    ended before it (within the lookback window) and have no live invoice yet, for every
-    workspace that may have something to bill."""
-    from .pricing import load_price_book
-
-    lo = run_date - timedelta(days=LOOKBACK_DAYS)
-    lake = Lake(settings)
-    con = lake.connect(read_only=True)
-    try:
-        gauges = [m for m, d in settings.metrics.items() if d.aggregation == "gauge"]
-        rows = run_query(
-            con,
-            "SELECT DISTINCT workspace_id FROM usage_daily "
-            "WHERE (day BETWEEN ? AND ?) OR (list_contains(?, metric) AND quantity > 0) "
-            "UNION "
-            "SELECT DISTINCT workspace_id FROM events WHERE ingest_id IN ("
-            "  SELECT ingest_id FROM ingest_manifest WHERE committed_at >= ?)",
-            [
-                lo,
-                run_date - timedelta(days=1),
-                gauges,
-                datetime.combine(lo, time(0, 0), UTC),
-            ],
-        ).fetchall()
-    finally:
-        con.close()
-    candidates = {r[0] for r in rows}
-    book = load_price_book(settings)
-    with store.opened(settings) as scon:
-        subs = load_subscriptions(scon)
-        live = {
-            (r[0], r[1], r[2])
-            for r in scon.execute(
-                "SELECT workspace_id, period_start, period_end FROM invoices "
-                "WHERE status <> 'void' AND period_end >= ?",
-                (lo.isoformat(),),
-            )
-        }
-    candidates |= set(subs)
-    for ws, account in book.workspaces.items():
-        acct_plan = book.plan(account.plan)
-        if acct_plan.minimum or acct_plan.base_fee:
-            candidates.add(ws)
-    todo: list[tuple[str, Period]] = []
-    # every workspace without a subscription has the same calendar periods: compute once
-    calendar = periods_closed_before([], run_date, lookback_days=LOOKBACK_DAYS)
-    for ws in sorted(candidates):
-        ws_subs = subs.get(ws)
-        closed = (
-            periods_closed_before(ws_subs, run_date, lookback_days=LOOKBACK_DAYS)
-            if ws_subs
-            else calendar
-        )
-        for p in closed:
-            if (ws, p.start.isoformat(), p.end.isoformat()) not in live:
-                todo.append((ws, p))
-    return todo
-
-
 def close_periods(settings: Settings, run_date: date) -> tuple[StepResult, list[str]]:
-    """Create and finalize the invoices of the periods closed before ``run_date``."""
+    """Invoice every period closed before ``run_date`` that still owes anything
+    (docs/billing-rules.md §7), finalized and issued at ``run_date`` 00:00 UTC."""
     step = StepResult("invoices")
-    todo = plan_invoices(settings, run_date)
-    results = create_invoices(
-        settings, todo, now=issue_time(run_date), finalize=True, skip_empty=True
-    )
+    positions, results = invoice_closed_periods(settings, run_date, now=issue_time(run_date))
     created: list[Invoice] = []
-    for (ws, period), res in zip(todo, results, strict=True):
+    carried = 0
+    for item, res in results:
         if isinstance(res, BillingError):
             step.failures.append(
-                {"workspace": ws, "period": f"{period.start}..{period.end}", "error": str(res)}
+                {
+                    "workspace": item.workspace_id,
+                    "period": f"{item.period.start}..{item.period.end}",
+                    "error": str(res),
+                }
             )
-        elif res is not None:
+        else:
             created.append(res)
+            carried += len(item.carried)
     totals: dict[str, Decimal] = {}
     for inv in created:
         totals[inv.currency] = totals.get(inv.currency, Decimal(0)) + inv.total
     step.counts = {
-        "periods_considered": len(todo),
+        "workspaces_checked": len(positions.by_workspace),
+        "periods_considered": sum(len(p) for p in positions.by_workspace.values()),
         "invoices_finalized": len(created),
+        "late_periods_carried": carried,
         "amounts": {c: t for c, t in sorted(totals.items())},
         "failed": len(step.failures),
+        "lake_snapshot": positions.lake_snapshot_id,
     }
     return step, [i.id for i in created]
+
+
+def audit_step(
+    settings: Settings, run_date: date, snapshot: int | None, run_id: str | None = None
+) -> StepResult:
+    """The audit after invoicing, as of the run (its date and the snapshot its invoices
+    were rated at), recorded in the state; unexplained differences fail the run."""
+    from .invoicing.audit import audit, describe
+
+    report = audit(settings, as_of=run_date, snapshot=snapshot, record=True, run_id=run_id)
+    step = StepResult("audit", counts={**report.counts(), "audit_id": report.audit_id})
+    for line in describe(report.unexplained[:50]):
+        step.failures.append({"audit": line})
+    explained = [f for f in report.findings if f.explained]
+    if explained:
+        step.notes.append(
+            f"{len(explained)} difference(s) wait for a later period to close "
+            "(late usage of periods already invoiced)"
+        )
+    return step
+
+
+@dataclass
+class BillResult:
+    """What :func:`bill` did: the invoices it created, failures, and the audit."""
+
+    invoice_ids: list[str]
+    failures: list[dict[str, Any]]
+    audit: Any  # invoicing.audit.AuditReport
+    steps: list[StepResult]
+
+
+def bill(settings: Settings, run_date: date) -> BillResult:
+    """The money part of a nightly run, without Prefect, documents or payments: ingest the
+    new landing files, refresh the rollup, invoice the closed periods, audit."""
+    from .ingest import ingest
+    from .invoicing.audit import audit
+    from .usage import refresh_rollup
+
+    ingest(settings)
+    refresh_rollup(settings)
+    step, ids = close_periods(settings, run_date)
+    report = audit(settings, as_of=run_date, snapshot=step.counts["lake_snapshot"])
+    return BillResult(invoice_ids=ids, failures=step.failures, audit=report, steps=[step])
 
 
 def publish_files(settings: Settings, processes: int | None = None) -> StepResult:

@@ -23,13 +23,20 @@ from datetime import UTC, datetime
 from .config import SQL_DIR, Settings
 from .errors import LakeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Migrations of an existing store, by the version they lead to
+#: (``sql/state/migrations/<name>.sql``); ``schema.sql`` (idempotent) runs after them.
+MIGRATIONS: dict[int, str] = {2: "002_billing_ledger"}
 
 #: State tables mirrored into the lake, as ``sql/mirror/<name>.sql``.
 MIRRORED: tuple[str, ...] = (
     "invoices",
     "invoice_lines",
     "invoice_status_history",
+    "billing_ledger",
+    "audit_runs",
+    "audit_findings",
     "payment_attempts",
     "customers",
     "subscription_events",
@@ -82,6 +89,11 @@ def _migrate(con: sqlite3.Connection) -> None:
     with transaction(con):
         again = con.execute("PRAGMA user_version").fetchone()[0]
         if again < SCHEMA_VERSION:
+            if again > 0:  # an existing store: its migrations first
+                for target in range(again + 1, SCHEMA_VERSION + 1):
+                    script = SQL_DIR / "state" / "migrations" / f"{MIGRATIONS[target]}.sql"
+                    for statement in _statements(script.read_text()):
+                        con.execute(statement)
             for statement in _statements((SQL_DIR / "state" / "schema.sql").read_text()):
                 con.execute(statement)
             con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

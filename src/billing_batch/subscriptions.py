@@ -25,7 +25,6 @@ any day is derived from the events. Rules:
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -33,96 +32,15 @@ from . import store
 from .config import Settings
 from .errors import NotFoundError, PriceBookError, SubscriptionError
 from .ids import new_id
-
-MAX_ANCHOR_DAY = 28
-
-
-@dataclass(frozen=True)
-class PlanSpan:
-    """A run of consecutive days [start, end] with one plan in force."""
-
-    start: date
-    end: date
-    plan: str
-    subscription_id: str | None  # None: no subscription, the account's default plan
-    trial_end: date | None = None
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days + 1
-
-    def fee_days(self) -> int:
-        """Days of this span that carry the base fee (not in a trial)."""
-        if self.subscription_id is None:
-            return 0
-        first = self.start
-        if self.trial_end is not None and self.trial_end >= first:
-            first = self.trial_end + timedelta(days=1)
-        return max((self.end - first).days + 1, 0)
-
-
-@dataclass(frozen=True)
-class Period:
-    """A billing period [start, end] and the nominal (uncut) period it belongs to."""
-
-    start: date
-    end: date
-    nominal_start: date
-    nominal_end: date
-    kind: str = "regular"  # "final" when cut short by a cancellation
-
-    @property
-    def nominal_days(self) -> int:
-        return (self.nominal_end - self.nominal_start).days + 1
-
-
-@dataclass(frozen=True)
-class Subscription:
-    """One subscription as derived from its events."""
-
-    id: str
-    workspace_id: str
-    start: date
-    anchor_day: int
-    trial_end: date | None
-    canceled_from: date | None  # first day without it
-    plans: tuple[tuple[date, str], ...]  # (effective date, plan), ascending
-    history: tuple[dict[str, Any], ...]
-
-    def status(self, on: date) -> str:
-        if self.canceled_from is not None and on >= self.canceled_from:
-            return "canceled"
-        if on < self.start:
-            return "scheduled"
-        if self.trial_end is not None and on <= self.trial_end:
-            return "trialing"
-        return "active"
-
-    def plan_on(self, day: date) -> str | None:
-        if day < self.start or (self.canceled_from is not None and day >= self.canceled_from):
-            return None
-        current = None
-        for eff, plan in self.plans:
-            if eff <= day:
-                current = plan
-        return current
-
-    @property
-    def last_day(self) -> date | None:
-        return None if self.canceled_from is None else self.canceled_from - timedelta(days=1)
-
-    def to_dict(self, on: date) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "workspaceId": self.workspace_id,
-            "status": self.status(on),
-            "plan": self.plan_on(on) or self.plans[-1][1],
-            "start": self.start,
-            "anchorDay": self.anchor_day,
-            "trialEnd": self.trial_end,
-            "canceledFrom": self.canceled_from,
-            "plans": [{"plan": p, "effective": d} for d, p in self.plans],
-        }
+from .periods import (
+    MAX_ANCHOR_DAY,
+    Period,
+    PlanSpan,
+    Subscription,
+    billing_periods,
+    nominal_period,
+    plan_spans,
+)
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -176,106 +94,6 @@ def load_subscriptions(
     for subs in out.values():
         subs.sort(key=lambda s: s.start)
     return out
-
-
-def plan_spans(
-    subs: list[Subscription], start: date, end: date, default_plan: str
-) -> list[PlanSpan]:
-    """Cover [start, end] with runs of one plan (the default plan where no
-    subscription is in force)."""
-    spans: list[PlanSpan] = []
-    day = start
-    while day <= end:
-        sub = next((s for s in subs if s.plan_on(day) is not None), None)
-        plan = sub.plan_on(day) if sub else default_plan
-        assert plan is not None
-        run_end = day
-        while run_end < end:
-            nxt = run_end + timedelta(days=1)
-            nsub = next((s for s in subs if s.plan_on(nxt) is not None), None)
-            nplan = nsub.plan_on(nxt) if nsub else default_plan
-            if nsub is not sub or nplan != plan:
-                break
-            run_end = nxt
-        spans.append(
-            PlanSpan(
-                start=day,
-                end=run_end,
-                plan=plan,
-                subscription_id=sub.id if sub else None,
-                trial_end=sub.trial_end if sub else None,
-            )
-        )
-        day = run_end + timedelta(days=1)
-    return spans
-
-
-def _add_month(d: date) -> date:
-    return date(d.year + (d.month == 12), d.month % 12 + 1, d.day)
-
-
-def nominal_period(day: date, anchor: int) -> tuple[date, date]:
-    """The anchor-aligned period containing ``day``: [anchor of this or the previous
-    month, the day before the next anchor]."""
-    if day.day >= anchor:
-        start = date(day.year, day.month, anchor)
-    else:
-        prev = date(day.year - (day.month == 1), (day.month - 2) % 12 + 1, anchor)
-        start = prev
-    return start, _add_month(start) - timedelta(days=1)
-
-
-def _anchor_on(subs: list[Subscription], day: date) -> tuple[int, Subscription | None]:
-    sub = next((s for s in subs if s.plan_on(day) is not None), None)
-    return (sub.anchor_day, sub) if sub else (1, None)
-
-
-def _is_boundary(subs: list[Subscription], day: date) -> bool:
-    """Does a billing period start on ``day``?"""
-    prev = day - timedelta(days=1)
-    anchor_prev, sub_prev = _anchor_on(subs, prev)
-    anchor, sub = _anchor_on(subs, day)
-    if sub_prev is not None and sub_prev.canceled_from == day:
-        return True  # a cancellation cuts the period
-    if sub is not None and sub.start == day and sub.anchor_day != anchor_prev:
-        return True  # a new timeline with another anchor
-    return day.day == anchor
-
-
-def billing_periods(subs: list[Subscription], start: date, end: date) -> list[Period]:
-    """The billing periods that intersect [start, end], in order.
-
-    A period starts on each anchor day of the anchor in force (1 without a
-    subscription), on a cancellation date (the period before it is the *final* one), and
-    when a subscription with a different anchor starts.
-    """
-    first = start
-    while not _is_boundary(subs, first) and (start - first).days < 62:
-        first -= timedelta(days=1)
-    periods: list[Period] = []
-    p = first
-    while p <= end:
-        q = p + timedelta(days=1)
-        while not _is_boundary(subs, q):
-            q += timedelta(days=1)
-        anchor, sub_at_end = _anchor_on(subs, q - timedelta(days=1))
-        anchor_start, _ = _anchor_on(subs, p)
-        n_start, n_end = nominal_period(p, anchor_start)
-        final = sub_at_end is not None and sub_at_end.canceled_from == q
-        periods.append(
-            Period(p, q - timedelta(days=1), n_start, n_end, "final" if final else "regular")
-        )
-        p = q
-    return periods
-
-
-def periods_closed_before(
-    subs: list[Subscription], run_date: date, *, lookback_days: int = 62
-) -> list[Period]:
-    """Periods that ended before ``run_date`` within the lookback window (the nightly
-    invoices those not invoiced yet)."""
-    lo = run_date - timedelta(days=lookback_days)
-    return [p for p in billing_periods(subs, lo, run_date) if p.end < run_date and p.end >= lo]
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -354,6 +172,25 @@ def _append(
     return next(s for s in subs if s.id == current.id)
 
 
+def _check_not_billed(
+    con: sqlite3.Connection, workspace_id: str, effective: date, what: str
+) -> None:
+    """History is never rewritten under an issued invoice: refuse an effective date on
+    or before the last day billed by a finalized live invoice (docs/billing-rules.md §8)."""
+    row = con.execute(
+        "SELECT number, period_end FROM invoices WHERE workspace_id = ? "
+        "AND status IN ('open', 'paid', 'overdue') ORDER BY period_end DESC LIMIT 1",
+        (workspace_id,),
+    ).fetchone()
+    if row is not None and effective <= date.fromisoformat(row["period_end"]):
+        raise SubscriptionError(
+            f"{what} effective {effective} falls in days already billed by invoice "
+            f"{row['number']} (through {row['period_end']}); void that invoice first, or make "
+            f"it effective on {date.fromisoformat(row['period_end']) + timedelta(days=1)} "
+            "or later"
+        )
+
+
 def _validate_workspace(workspace_id: str) -> None:
     import re
 
@@ -384,6 +221,7 @@ def create_subscription(
     with store.opened(settings) as con, store.transaction(con):
         subs = load_subscriptions(con, workspace_id).get(workspace_id, [])
         current = _current(subs)
+        _check_not_billed(con, workspace_id, start, "a subscription")
         if current is not None:
             raise SubscriptionError(
                 f"workspace {workspace_id} already has subscription {current.id} "
@@ -440,6 +278,7 @@ def change_subscription(
             )
         if current.plan_on(effective) == plan:
             raise SubscriptionError(f"plan {plan!r} is already in force on {effective}")
+        _check_not_billed(con, workspace_id, effective, "a plan change")
         return _append(con, current, "change", plan, effective, now)
 
 
@@ -462,6 +301,7 @@ def cancel_subscription(
             raise SubscriptionError(
                 f"cancellation effective {effective} must be after the last change ({last_eff})"
             )
+        _check_not_billed(con, workspace_id, effective, "a cancellation")
         return _append(con, current, "cancel", None, effective, now)
 
 
@@ -480,3 +320,19 @@ def show_subscription(
         "current": current.to_dict(on),
         "history": [{**s.to_dict(on), "events": list(s.history)} for s in subs],
     }
+
+
+__all__ = [
+    "MAX_ANCHOR_DAY",
+    "Period",
+    "PlanSpan",
+    "Subscription",
+    "billing_periods",
+    "cancel_subscription",
+    "change_subscription",
+    "create_subscription",
+    "load_subscriptions",
+    "nominal_period",
+    "plan_spans",
+    "show_subscription",
+]

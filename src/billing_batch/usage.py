@@ -59,7 +59,14 @@ from typing import Any, TypedDict, overload
 import duckdb
 
 from .config import MetricDef, Settings, parse_date
-from .errors import ConfigError, InputError, LakeError, LockedError, UsageQueryError
+from .errors import (
+    ConfigError,
+    InputError,
+    LakeError,
+    LockedError,
+    StaleUsageError,
+    UsageQueryError,
+)
 from .lake import LAKE, Lake, check_read_only_sql, load_sql, run_query, run_sql
 
 log = logging.getLogger(__name__)
@@ -206,6 +213,29 @@ def refresh_rollup(
         finally:
             if con is None:
                 job.close()
+
+
+def ensure_fresh(settings: Settings, *, lake: Lake | None = None) -> RollupReport | None:
+    """Fresh reads (docs/billing-rules.md §9): bring ``usage_daily`` up to date with every
+    committed ingest before reading it. Waits for the lake write lock up to
+    ``[ingest] lock_timeout_seconds``; raises :class:`StaleUsageError` when the rollup is
+    behind and cannot be refreshed. Returns what the refresh did (None: nothing pending)."""
+    lake = lake or Lake(settings)
+    con = lake.connect(read_only=True)
+    try:
+        ensure_usage_tables(lake, con)
+        pending = run_sql(con, "rollup_pending").fetchall()
+    finally:
+        con.close()
+    if not pending:
+        return None
+    try:
+        return refresh_rollup(settings, lake=lake)
+    except LockedError as exc:
+        raise StaleUsageError(
+            f"the usage rollup is behind by {len(pending)} ingest(s) and cannot be brought "
+            f"up to date now: {exc}"
+        ) from None
 
 
 def _refresh(
@@ -505,7 +535,7 @@ def get_usage(
     metric: str | None = None,
     *,
     con: duckdb.DuckDBPyConnection | None = None,
-    refresh: bool = False,
+    refresh: bool = True,
 ) -> MetricUsage | list[MetricUsage]:
     """The seed's ``getUsage``: one workspace's usage over the UTC days [start, end].
 
@@ -516,9 +546,9 @@ def get_usage(
     Decimal (whole for counts). An unknown workspace gives total 0 and an empty
     breakdown. Bad dates, end before start or an unknown metric raise UsageQueryError.
 
-    ``refresh=True`` first absorbs pending ingests into the rollup when no other writer
-    holds the lake (otherwise the last committed rollup is read, with a warning logged).
-    ``con`` reuses a job connection (the query itself then takes milliseconds).
+    Every committed ingest is read (:func:`ensure_fresh`): the rollup is brought up to
+    date first, or :class:`StaleUsageError` says why it cannot be. ``refresh=False`` skips
+    that (the caller has just refreshed it). ``con`` reuses a job connection.
     """
     start_d = _as_date(start, "start")
     end_d = _as_date(end, "end")
@@ -527,18 +557,10 @@ def get_usage(
         settings.metric(metric)  # UsageQueryError for an unknown metric
     names = [metric] if metric is not None else list(settings.metrics)
     lake = Lake(settings)
-    if con is not None:
-        job = con
-    elif refresh:
-        job = lake.connect()
-    else:
-        job = lake.connect(read_only=True)  # a read never writes the lake
+    if refresh:
+        ensure_fresh(settings, lake=lake)
+    job = con if con is not None else lake.connect(read_only=True)
     try:
-        if refresh:
-            try:
-                refresh_rollup(settings, lake=lake, con=job, lock_timeout=0)
-            except LockedError as exc:
-                log.warning("usage rollup not refreshed, reading the last one: %s", exc)
         totals, days = _read_period(
             job,
             start_d,
@@ -629,6 +651,7 @@ __all__ = [
     "analyst_query",
     "catalogue_params",
     "daily_quantities",
+    "ensure_fresh",
     "ensure_usage_tables",
     "get_usage",
     "period_quantities",

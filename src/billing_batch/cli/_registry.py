@@ -17,6 +17,7 @@ MODULES: tuple[str, ...] = (
     "subscriptions",
     "webhooks",
     "run",
+    "audit",
     "lake",
     "api",
 )

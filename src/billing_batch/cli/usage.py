@@ -33,12 +33,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     u.add_argument("--metric", help="metric name (default: every metric)")
     u.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
     u.add_argument("--end", required=True, help="last day, YYYY-MM-DD (inclusive)")
-    u.add_argument(
-        "--no-refresh",
-        action="store_true",
-        help="read the rollup as it is (default: first absorb ingests not rolled up yet, "
-        "unless another writer holds the lake)",
-    )
     u.set_defaults(handler=_usage)
 
     r = sub.add_parser(
@@ -75,7 +69,6 @@ def _usage(args: argparse.Namespace) -> int:
         args.start,
         args.end,
         args.metric,
-        refresh=not args.no_refresh,
     )
     print_json(result)
     return 0
