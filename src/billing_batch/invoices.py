@@ -46,8 +46,7 @@ from .lake import Lake
 from .money import to_minor
 from .outbox import record_event
 from .periods import Period, Subscription, billing_periods
-from .pricing import Account, PriceBook, load_price_book
-from .pricing import tax as compute_tax
+from .pricing import Account, PriceBook, load_price_book, totals
 from .rating import Billed, LedgerEntry, Line, SegmentState, rate_period
 from .subscriptions import load_subscriptions
 from .usage import ensure_fresh
@@ -294,17 +293,16 @@ def _rate(settings: Settings, book: PriceBook, positions: Positions, item: Plann
         )
         lines += rated.lines
         entries += rated.entries
-    subtotal = sum((x.amount for x in lines), Decimal(0))
-    tax = compute_tax(subtotal, account.tax_rate, account.currency)
+    sums = totals([x.amount for x in lines], account.tax_rate, account.currency)
     return Rated(
         workspace_id=ws,
         period=item.period,
         account=account,
         currency=account.currency,
         lines=tuple(lines),
-        subtotal=subtotal,
-        tax=tax,
-        total=subtotal + tax,
+        subtotal=sums.subtotal,
+        tax=sums.tax,
+        total=sums.total,
         entries=tuple(entries),
         price_book_version=book.version,
         price_book_digest=book.digest,

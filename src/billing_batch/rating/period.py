@@ -297,7 +297,7 @@ class _Rater:
         nominal = self.period.nominal_days
         floor = money.quantize(plan.minimum * days / nominal, self.currency) if days else ZERO
         usage_amount = billed.usage_amount + usage_delta
-        top_up = max(ZERO, floor - usage_amount)
+        top_up = plan.minimum_top_up(usage_amount, minimum=floor)
         amount = top_up - billed.minimum_amount
         if amount:
             self.lines.append(self._minimum_line(span, plan, amount, floor, usage_amount, days))
