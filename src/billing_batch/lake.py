@@ -110,22 +110,31 @@ class _Instance:
     def __init__(self, con: duckdb.DuckDBPyConnection, catalog_url: str) -> None:
         self.con = con
         self.catalog_url = catalog_url
-        self._snapshots: set[int] = set()
+        self._snapshots: OrderedDict[int, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def at_snapshot(self, snapshot: int) -> str:
-        """The alias of the lake attached read-only at ``snapshot`` (attached once)."""
+        """The alias of the lake attached read-only at ``snapshot`` (attached once; the
+        least recently used of more than :data:`_MAX_SNAPSHOTS` is detached)."""
         alias = f"{LAKE}_at_{snapshot}"
         with self._lock:
-            if snapshot not in self._snapshots:
+            if snapshot in self._snapshots:
+                self._snapshots.move_to_end(snapshot)
+                return alias
+            try:
+                self.con.execute(
+                    f"ATTACH {sql_literal('ducklake:' + self.catalog_url)} AS {alias} "
+                    f"(READ_ONLY, SNAPSHOT_VERSION {snapshot})"
+                )
+            except duckdb.Error as exc:
+                raise LakeError(f"cannot read the lake at snapshot {snapshot}: {exc}") from exc
+            self._snapshots[snapshot] = None
+            while len(self._snapshots) > _MAX_SNAPSHOTS:
+                old, _ = self._snapshots.popitem(last=False)
                 try:
-                    self.con.execute(
-                        f"ATTACH {sql_literal('ducklake:' + self.catalog_url)} AS {alias} "
-                        f"(READ_ONLY, SNAPSHOT_VERSION {snapshot})"
-                    )
-                except duckdb.Error as exc:
-                    raise LakeError(f"cannot read the lake at snapshot {snapshot}: {exc}") from exc
-                self._snapshots.add(snapshot)
+                    self.con.execute(f"DETACH {LAKE}_at_{old}")
+                except duckdb.Error:  # still in use by a cursor: it stays attached
+                    pass
         return alias
 
     def close(self) -> None:
@@ -139,6 +148,8 @@ class _Instance:
 _INSTANCES: OrderedDict[tuple[Any, ...], _Instance] = OrderedDict()
 _INSTANCES_LOCK = threading.Lock()
 _MAX_INSTANCES = 4
+#: Snapshots (time travel) kept attached per instance.
+_MAX_SNAPSHOTS = 8
 
 
 def close_connections() -> None:
