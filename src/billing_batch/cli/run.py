@@ -70,8 +70,8 @@ def run_dates(settings: Settings, dates: list[date]) -> int:
                     f"billing-batch: error: the run for {day} stopped: {type(exc).__name__}: {exc}",
                     file=sys.stderr,
                 )
-                if len(dates) > 1:
-                    print(f"billing-batch: dates after {day} were not run", file=sys.stderr)
+                if day != dates[-1]:
+                    print(f"billing-batch: the dates after {day} were not run", file=sys.stderr)
                 return 1
             print_summary(console, out)
             if out["status"] != "succeeded":
