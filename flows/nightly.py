@@ -34,6 +34,7 @@ from billing_batch.nightly import (
     overdue,
     peak_rss_mib,
     publish_files,
+    record_abort,
     run_lock,
     write_summary,
 )
@@ -185,10 +186,15 @@ def maintenance_task(where: Where) -> StepResult:
 
 @flow(name="billing-nightly", log_prints=True)
 def nightly(
-    run_date: date | None = None, config: str | None = None, home: str | None = None
+    run_date: date | None = None,
+    config: str | None = None,
+    home: str | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Ingest → rollup → close periods (invoices) → audit → JSON and PDF → charge →
-    dunning → overdue → webhooks → expire old lake snapshots → summary."""
+    dunning → overdue → webhooks → expire old lake snapshots → summary. A step that
+    raises stops the run, which still writes its summary (that failure included) and
+    then fails."""
     settings = load_settings(config, home=home)
     # progress milestones of long steps (INFO) belong in the run's log; the library's
     # other records are there from WARNING up (see schedule.prefect_defaults)
@@ -197,26 +203,31 @@ def nightly(
         milestones.setLevel(logging.INFO)
     where: Where = (str(settings.home), str(settings.config_file) if settings.config_file else None)
     day = run_date or default_run_date()
-    summary: RunSummary = new_run(day)
+    summary: RunSummary = new_run(day, run_id)
     log = get_run_logger()
     log.info("nightly run %s for %s in %s", summary.run_id, day, settings.home)
     with run_lock(settings):
-        summary.steps.append(_step(ingest_task(where)))
-        summary.steps.append(_step(rollup_task(where)))
-        invoices = _step(invoices_task(where, day))
-        summary.steps.append(invoices)
-        snapshot = invoices.counts.get("lake_snapshot")
-        summary.steps.append(_step(audit_task(where, day, snapshot, summary.run_id)))
-        summary.steps.append(_step(documents_task(where)))
-        # analysts see the new invoices before the (possibly long) payment steps
-        summary.steps.append(_step(mirror_task(where, f"run {summary.run_id}: invoices")))
-        summary.steps.append(_step(payments_task(where, day)))
-        summary.steps.append(_step(overdue_task(where, day)))
-        summary.steps.append(_step(webhooks_task(where)))
-        summary.steps.append(_step(maintenance_task(where)))
-        path = write_summary(settings, summary)
+        try:
+            summary.steps.append(_step(ingest_task(where)))
+            summary.steps.append(_step(rollup_task(where)))
+            invoices = _step(invoices_task(where, day))
+            summary.steps.append(invoices)
+            snapshot = invoices.counts.get("lake_snapshot")
+            summary.steps.append(_step(audit_task(where, day, snapshot, summary.run_id)))
+            summary.steps.append(_step(documents_task(where)))
+            # analysts see the new invoices before the (possibly long) payment steps
+            summary.steps.append(_step(mirror_task(where, f"run {summary.run_id}: invoices")))
+            summary.steps.append(_step(payments_task(where, day)))
+            summary.steps.append(_step(overdue_task(where, day)))
+            summary.steps.append(_step(webhooks_task(where)))
+            summary.steps.append(_step(maintenance_task(where)))
+        except BaseException as exc:  # the summary says where and why, then the run fails
+            record_abort(summary, exc)
+            raise
+        finally:
+            path = write_summary(settings, summary)
+            log.info("run summary written to %s (status %s)", path, summary.status)
         mirror_task(where, f"run {summary.run_id}: summary")  # the runs table, this run's row
-    log.info("run summary written to %s (status %s)", path, summary.status)
     out = summary.to_dict()
     out["summaryFile"] = str(path)
     return out

@@ -26,8 +26,7 @@ Invoice PDFs ($pdfs):   $BILLING_HOME/invoices/
 Run summaries:         $BILLING_HOME/runs/
 Analysts' catalog:     $BILLING_HOME/lake/catalog.sqlite   (docs/analysts.md)
   try:  $BB sql "SELECT workspace_id, number, total, status FROM invoices ORDER BY total DESC LIMIT 5"
-  or, from any DuckDB 1.4 session:
-        LOAD ducklake; LOAD sqlite_scanner;
-        ATTACH 'ducklake:sqlite:$BILLING_HOME/lake/catalog.sqlite' AS billing (READ_ONLY);
+  or, from any DuckDB 1.4 session, after:
+        $BB analyst-init > billing-session.sql     (then .read billing-session.sql)
 MSG
 exit $status

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import date
@@ -214,27 +216,85 @@ def test_a_failing_workspace_does_not_stop_the_others(
     assert any("Stripe is not configured" in n for n in notes)
 
 
+HOLD_RUN_LOCK = """\
+import sys
+from billing_batch.config import load_settings
+from billing_batch.nightly import run_lock
+with run_lock(load_settings(env={"BILLING_HOME": sys.argv[1]})):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
 def test_a_second_run_exits_at_once_with_a_clear_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = load_settings(env={"BILLING_HOME": str(tmp_path / "home")})
-    held, release = threading.Event(), threading.Event()
-
-    def other_run() -> None:
-        with run_lock(settings):
-            held.set()
-            release.wait(30)
-
-    t = threading.Thread(target=other_run)
-    t.start()
+    home = tmp_path / "home"
+    other = subprocess.Popen(  # another run, in another process, holds the lock
+        [sys.executable, "-c", HOLD_RUN_LOCK, str(home)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        assert held.wait(30)
-        code = cli_main(["--home", str(settings.home), "run", "--date", "2024-02-01"])
+        assert other.stdout is not None and other.stdout.readline() == "held\n"
+        code = cli_main(["--home", str(home), "run", "--date", "2024-02-01"])
     finally:
-        release.set()
-        t.join()
+        other.communicate("")  # let it go
     assert code == 3
-    assert "another nightly run is in progress" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"another nightly run is in progress (pid {other.pid})" in err
+
+
+def test_the_run_lock_is_reentrant_in_its_process_only(tmp_path: Path) -> None:
+    settings = load_settings(env={"BILLING_HOME": str(tmp_path / "home")})
+    results: list[str] = []
+
+    def same_process_other_thread() -> None:
+        with run_lock(settings):  # the CLI holds it; Prefect may run the flow elsewhere
+            results.append("entered")
+
+    with run_lock(settings):
+        t = threading.Thread(target=same_process_other_thread)
+        t.start()
+        t.join()
+        other = subprocess.run(  # another process is refused
+            [sys.executable, "-c", HOLD_RUN_LOCK, str(settings.home)],
+            input="",
+            capture_output=True,
+            text=True,
+        )
+    assert results == ["entered"]
+    assert other.returncode == 1 and "another nightly run is in progress" in other.stderr
+    with run_lock(settings):  # released by the outer holder only
+        pass
+
+
+def test_a_step_that_raises_still_writes_the_run_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    settings = load_settings(env={"BILLING_HOME": str(home)})
+    generate(settings.landing_dir, workspaces=2, events=200, seed=9, bad_lines=0)
+    # a lake catalog that is not a database: the ingest step raises (LakeError)
+    settings.lake_dir.mkdir(parents=True)
+    (settings.lake_dir / "catalog.sqlite").write_bytes(b"this is not a SQLite database" * 100)
+    code = cli_main(["--home", str(home), "run", "--date", RUN_DATE.isoformat()])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"the run for {RUN_DATE} stopped: LakeError" in err
+    (path,) = (home / "runs").glob(f"{RUN_DATE}-*.json")
+    summary = json.loads(path.read_text())
+    assert summary["status"] == "failed"
+    assert list(summary["steps"]) == ["ingest"]  # the steps after it did not run
+    (failure,) = summary["failures"]
+    assert failure["step"] == "ingest" and failure["aborted"] is True
+    assert failure["error"].startswith("LakeError: ") and "catalog" in failure["error"]
+    assert any("did not run" in n for n in summary["steps"]["ingest"]["notes"])
+    assert summary["finishedAt"] is not None
+    with store.opened(settings) as con:  # and in the state store's runs table
+        row = [tuple(r) for r in con.execute("SELECT run_id, status FROM runs")]
+    assert row == [(summary["runId"], "failed")]
 
 
 def test_served_deployment_has_the_configured_cron(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import logging
 import os
 import re
 import sqlite3
@@ -929,7 +928,7 @@ def test_cli_sql_formats_sandbox_and_prompt(
             ("ATTACH ':memory:' AS other", "only SELECT"),
             ("SET enable_external_access = true", "only SELECT"),
             ("SELECT 1; DROP TABLE events", "only SELECT"),
-            (f"SELECT * FROM read_csv('{outside}')", "query failed"),
+            (f"SELECT * FROM read_csv('{outside}')", "not allowed here"),
             ("SELECT * FROM no_such_table", "query failed"),
             ("SELEC 1", "invalid SQL"),
         ]:

@@ -3,11 +3,13 @@
 The public API is what ``__all__`` lists (everything else is internal and may change):
 ingest (``ingest_logs``), usage (``get_usage``, ``refresh_rollup``), pricing, invoices
 (``create_invoice`` ... ``void_invoice``), subscriptions, payments (``pay_invoice``),
-webhooks (``deliver_webhooks``, ``verify_webhook``), the HTTP client (``BillingClient``).
+webhooks (``deliver_webhooks``, ``verify_webhook``), the HTTP client (``BillingClient``),
+the analysts' sandboxed lake (``analyst_connection``).
 """
 
 from __future__ import annotations
 
+from .analyst import AnalystConnection, analyst_connection
 from .client import BillingClient
 from .config import MetricDef, Settings, load_settings
 from .errors import (
@@ -78,6 +80,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Account",
+    "analyst_connection",
+    "AnalystConnection",
     "BillingClient",
     "BillingError",
     "cancel_subscription",

@@ -171,6 +171,10 @@ class ScheduleSettings(_Model):
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
     deployment_name: str = "nightly"
+    #: How long a run without ``PREFECT_API_URL`` waits for Prefect's temporary API server
+    #: to answer: Prefect's own 20 s is short of the 35-116 s measured on a loaded 2-core
+    #: machine (also sets ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``).
+    ephemeral_startup_timeout_seconds: float = Field(default=600.0, gt=0)
 
 
 class ApiKey(_Model):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import threading
@@ -326,19 +327,21 @@ class Lake:
         return True
 
     def analyst_connection(self) -> duckdb.DuckDBPyConnection:
-        """A sandboxed read-only connection for ad-hoc queries (``billing-batch sql``)."""
+        """A sandboxed read-only connection for ad-hoc queries (``billing-batch sql``):
+        :func:`analyst_session_sql` run on a fresh in-memory DuckDB. Run every query
+        through :func:`check_read_only_sql` (``usage.analyst_query`` does): the settings
+        alone do not close the extensions' own file access (see ``sqlguard``)."""
         s = self.settings
         catalog_path = s.lake_dir / "catalog.sqlite"
         if s.catalog_url.startswith("sqlite:") and not catalog_path.exists():
             raise LakeError(f"no lake yet at {s.lake_dir}: ingest something first")
-        con = self._base_connection(job=False)
         try:
-            con.execute(f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS billing (READ_ONLY)")
-            con.execute("USE billing")
-            allowed = [s.data_path] if "://" in s.data_path else [str(Path(s.data_path))]
-            con.execute("SET allowed_directories = ?", [allowed])
-            con.execute("SET enable_external_access = false")
-            con.execute("SET lock_configuration = true")
+            con = duckdb.connect(":memory:")
+        except duckdb.Error as exc:
+            raise LakeError(f"cannot start DuckDB: {exc}") from exc
+        try:
+            for statement in analyst_session_sql(s):
+                con.execute(statement)
         except duckdb.Error as exc:
             con.close()
             raise LakeError(f"cannot open the lake read-only: {exc}") from exc
@@ -526,21 +529,77 @@ def run_sql(
     return run_query(con, text, {k: given[k] for k in wanted} if wanted else None)
 
 
+def analyst_session_sql(settings: Settings, *, alias: str = "billing") -> list[str]:
+    """The statements that make a fresh DuckDB 1.4 session an analyst's view of the lake:
+    the extensions from the ``duckdb-ext-*`` wheels (nothing downloaded), the lake
+    attached read-only as ``alias`` and selected, UTC, then file access limited to the
+    lake's data path, no external access (no other file, COPY TO, ATTACH, INSTALL/LOAD)
+    and the configuration locked. ``billing-batch analyst-init`` prints them for any
+    DuckDB session; :meth:`Lake.analyst_connection` runs them.
+
+    What they cannot close: an extension's own file access (``sqlite_scan``,
+    ``sqlite_attach``, ``ATTACH ... (TYPE sqlite)``: see ``sqlguard``), which
+    :func:`check_read_only_sql` refuses."""
+    s = settings
+    data = s.data_path if s.data_path.endswith("/") else s.data_path + "/"
+    statements = [
+        f"SET extension_directory = {sql_literal(extension_directory())}",
+        "SET autoinstall_known_extensions = false",
+        "SET autoload_known_extensions = false",
+    ]
+    statements += [f"LOAD {ext}" for ext in _required_extensions(s.catalog_url, s.data_path)]
+    statements += [
+        f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS {alias} (READ_ONLY)",
+        f"USE {alias}",
+        "SET TimeZone = 'UTC'",
+        f"SET allowed_directories = [{sql_literal(data)}]",
+        "SET enable_external_access = false",
+        "SET lock_configuration = true",
+    ]
+    return statements
+
+
 _ALLOWED_ANALYST_STATEMENTS = {"SELECT", "EXPLAIN"}
+_EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\s+", re.IGNORECASE)
 
 
 def check_read_only_sql(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Refuse anything but SELECT/EXPLAIN (no COPY, EXPORT, ATTACH, SET, ...)."""
+    """Refuse anything but a SELECT (or EXPLAIN of one) that reads the lake: no COPY,
+    EXPORT, ATTACH, SET, PRAGMA, ...; no table function that reaches another file or
+    database (``read_csv``, ``sqlite_scan``, ``sqlite_attach``, ``postgres_scan``,
+    ``glob``...) and nothing that runs SQL text unseen (``query()``): see ``sqlguard``.
+    InputError says why."""
+    from .sqlguard import refusal
+
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
         raise InputError(f"invalid SQL: {exc}") from exc
     if not statements:
         raise InputError("no SQL statement given")
+    table_functions: set[str] | None = None
     for st in statements:
         kind = st.type.name
         if kind not in _ALLOWED_ANALYST_STATEMENTS:
             raise InputError(f"only SELECT queries are allowed here, not {kind}")
+        if table_functions is None:
+            table_functions = {
+                r[0]
+                for r in run_query(
+                    con,
+                    "SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
+                    "WHERE function_type IN ('table', 'table_macro')",
+                ).fetchall()
+            }
+        text = _EXPLAIN.sub("", st.query, count=1) if kind == "EXPLAIN" else st.query
+        try:
+            rows = con.execute("SELECT json_serialize_sql(?)", [text]).fetchall()
+            tree = json.loads(rows[0][0])
+        except (duckdb.Error, ValueError, IndexError) as exc:
+            raise InputError(f"this statement cannot be checked: {exc}") from exc
+        reason = refusal(tree, table_functions)
+        if reason:
+            raise InputError(f"refused: {reason}")
 
 
 def leading_comment(text: str) -> str:

@@ -48,8 +48,11 @@ def default_run_date(now: datetime | None = None) -> date:
 
 @contextmanager
 def run_lock(settings: Settings) -> Iterator[None]:
-    """Only one nightly run at a time: the second one fails at once (LockedError)."""
-    with file_lock(settings.locks_dir / "run.lock", timeout=0, what="nightly run"):
+    """Only one nightly run at a time: the second one fails at once (LockedError).
+    Re-entrant within this process: ``billing-batch run`` takes it before Prefect starts,
+    the flow takes it again (a scheduled run has only the flow's)."""
+    lock = settings.locks_dir / "run.lock"
+    with file_lock(lock, timeout=0, what="nightly run", scope="process"):
         yield
 
 
@@ -120,8 +123,10 @@ class RunSummary:
         }
 
 
-def new_run(run_date: date) -> RunSummary:
-    return RunSummary(run_id=new_id("run"), run_date=run_date, started_at=datetime.now(UTC))
+def new_run(run_date: date, run_id: str | None = None) -> RunSummary:
+    return RunSummary(
+        run_id=run_id or new_id("run"), run_date=run_date, started_at=datetime.now(UTC)
+    )
 
 
 # --- step 3: closing periods -------------------------------------------------------------
@@ -307,12 +312,60 @@ def expire_snapshots(settings: Settings) -> StepResult:
 
 
 # --- step 7: summary ---------------------------------------------------------------------
+def record_abort(summary: RunSummary, exc: BaseException) -> StepResult:
+    """Record the error that stopped the run, so that its summary says so.
+
+    The failure goes to a step named after the flow task that raised it (``ingest_task``
+    → ``ingest``), ``run`` when no task did; its note says the later steps did not run.
+    The run's status is then ``failed``."""
+    name = _failed_task(exc) or "run"
+    error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    failure = {"error": error, "aborted": True}
+    step = summary.step(name)
+    if step is None:
+        step = StepResult(name)
+        summary.steps.append(step)
+    step.failures.append(failure)
+    step.notes.append(f"the run stopped in this step ({error}); the steps after it did not run")
+    return step
+
+
+def _failed_task(exc: BaseException) -> str | None:
+    """The innermost flow task (a ``<name>_task`` function) in the exception's traceback."""
+    import traceback
+
+    name = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        code = frame.f_code.co_name
+        if code.endswith("_task") and "nightly" in str(frame.f_globals.get("__name__", "")):
+            name = code.removesuffix("_task")
+    return name
+
+
+def summary_path(settings: Settings, run_date: date, run_id: str) -> Path:
+    """Where the summary of run ``run_id`` for ``run_date`` is written."""
+    return settings.runs_dir / f"{run_date}-{run_id}.json"
+
+
+def read_summary(settings: Settings, run_date: date, run_id: str) -> dict[str, Any] | None:
+    """A written run summary (with ``summaryFile``), or None when there is none."""
+    from .jsonutil import loads
+
+    path = summary_path(settings, run_date, run_id)
+    try:
+        out: dict[str, Any] = loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    out["summaryFile"] = str(path)
+    return out
+
+
 def write_summary(settings: Settings, summary: RunSummary) -> Path:
     """Record the run in the state store and as JSON under runs/ (temp file + rename)."""
     summary.finished_at = summary.finished_at or datetime.now(UTC)
     text = dumps(summary.to_dict(), indent=2)
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
-    target = settings.runs_dir / f"{summary.run_date}-{summary.run_id}.json"
+    target = summary_path(settings, summary.run_date, summary.run_id)
     tmp = target.with_name(f".{target.name}.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         fh.write(text + "\n")

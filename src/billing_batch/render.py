@@ -43,6 +43,7 @@ from urllib.request import url2pathname
 import jinja2
 
 from . import jsonutil, money
+from .children import die_with_parent
 from .config import TEMPLATES_DIR
 from .errors import InputError, RenderError
 
@@ -648,7 +649,8 @@ def _render_batch(batch: list[_Item]) -> list[RenderResult]:
 _WORKER_GC_THRESHOLD = 50_000
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int) -> None:
+    die_with_parent(parent_pid)  # a worker never outlives the run, even its kill -9
     _engine()  # import WeasyPrint and parse the stylesheet once per worker
     # What the worker keeps for its whole life (modules, the engine) leaves the
     # collector's view, and the young generation is collected less often.
@@ -705,7 +707,10 @@ def render_many(
     context = multiprocessing.get_context(start_method or _start_method())
     results: list[RenderResult] = []
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_worker_init
+        max_workers=workers,
+        mp_context=context,
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
     ) as pool:
         futures: dict[Future[list[RenderResult]], list[_Item]] = {
             pool.submit(_render_batch, batch): batch for batch in batches

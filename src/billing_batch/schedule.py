@@ -6,6 +6,8 @@ nightly flow with a cron schedule (``[schedule] cron``, default ``0 2 * * *``, i
 Prefect UI and its runs are scheduled. It needs a reachable Prefect API
 (``prefect server start`` and ``PREFECT_API_URL=http://127.0.0.1:4200/api``).
 ``concurrency_limit=1`` keeps two scheduled runs from overlapping (the run lock also does).
+Without ``PREFECT_API_URL`` it serves against billing-batch's own supervised temporary
+server (:mod:`billing_batch.prefect_server`), never one Prefect starts and leaves behind.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ from .errors import ConfigError
 
 def prefect_defaults(settings: Settings) -> None:
     """Environment defaults for Prefect, set before it is imported: its home inside
-    $BILLING_HOME (not ~/.prefect), no telemetry (there is no network), and the library's
-    own log records (warnings, progress milestones) in the flow-run logs; outside a run
-    they stay local, without Prefect's warning that there is no run to send them to."""
+    $BILLING_HOME (not ~/.prefect), no telemetry (there is no network), a temporary
+    server start that may take as long as ``[schedule] ephemeral_startup_timeout_seconds``
+    (should Prefect start one itself), and the library's own log records (warnings,
+    progress milestones) in the flow-run logs; outside a run they stay local, without
+    Prefect's warning that there is no run to send them to."""
     os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    os.environ.setdefault(
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+        str(max(1, round(settings.schedule.ephemeral_startup_timeout_seconds))),
+    )
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "billing_batch")
@@ -58,6 +66,10 @@ def build_deployment(settings: Settings) -> Any:
 
 def serve(settings: Settings) -> int:
     """Serve the deployment until interrupted (blocks)."""
+    from .prefect_server import ensure_api
+
+    prefect_defaults(settings)
+    ensure_api(settings)  # PREFECT_API_URL, or a supervised temporary server
     deployment = build_deployment(settings)
     from prefect import serve as prefect_serve
 

@@ -13,6 +13,7 @@ Registrar = Callable[["argparse._SubParsersAction[Any]"], None]
 MODULES: tuple[str, ...] = (
     "ingest",
     "usage",
+    "analyst",
     "invoices",
     "subscriptions",
     "webhooks",

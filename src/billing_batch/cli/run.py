@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import date, timedelta
 from typing import Any
 
@@ -11,7 +12,9 @@ from rich.table import Table
 
 from ..config import Settings, parse_date
 from ..errors import InputError
-from ..nightly import default_run_date, run_lock
+from ..ids import new_id
+from ..nightly import default_run_date, read_summary, run_lock
+from ..prefect_server import ensure_api
 from ..schedule import prefect_defaults
 from ._common import settings_from
 
@@ -31,7 +34,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _flow(settings: Settings) -> Any:
+    """The nightly flow, against a Prefect API: ``PREFECT_API_URL`` or a supervised
+    temporary server, started here (a slow start is waited for, and reported)."""
     prefect_defaults(settings)
+    ensure_api(settings)
     import importlib
 
     # flows/ is installed as the package billing_batch_flows (see pyproject)
@@ -40,23 +46,37 @@ def _flow(settings: Settings) -> Any:
     return nightly
 
 
-def _check_lock(settings: Settings) -> None:
-    with run_lock(settings):  # fail fast, before Prefect starts, if a run is in progress
-        pass
-
-
 def run_dates(settings: Settings, dates: list[date]) -> int:
-    _check_lock(settings)
-    flow = _flow(settings)
-    console = Console()
-    worst = 0
-    for day in dates:
+    """Run the nightly flow for each date, in order, holding the run lock throughout.
+
+    The lock comes first, before anything slow (Prefect's import, its server's start): a
+    second run started meanwhile exits at once (LockedError, exit 3). A run that stops
+    on an error still has its summary (the flow writes it); it is printed, and the
+    remaining dates are not run (exit 1)."""
+    with run_lock(settings):
+        flow = _flow(settings)
+        console = Console()
         config = str(settings.config_file) if settings.config_file else None
-        out = flow(run_date=day, config=config, home=str(settings.home))
-        print_summary(console, out)
-        if out["status"] != "succeeded":
-            worst = 1
-    return worst
+        worst = 0
+        for day in dates:
+            run_id = new_id("run")
+            try:
+                out = flow(run_date=day, config=config, home=str(settings.home), run_id=run_id)
+            except Exception as exc:  # the flow failed as a whole: its summary says where
+                summary = read_summary(settings, day, run_id)
+                if summary is not None:
+                    print_summary(console, summary)
+                print(
+                    f"billing-batch: error: the run for {day} stopped: {type(exc).__name__}: {exc}",
+                    file=sys.stderr,
+                )
+                if day != dates[-1]:
+                    print(f"billing-batch: the dates after {day} were not run", file=sys.stderr)
+                return 1
+            print_summary(console, out)
+            if out["status"] != "succeeded":
+                worst = 1
+        return worst
 
 
 def print_summary(console: Console, out: dict[str, Any]) -> None:
@@ -79,6 +99,8 @@ def print_summary(console: Console, out: dict[str, Any]) -> None:
         ("rejected lines", c("ingest", "rejected")),
         ("days rolled up", c("rollup", "days")),
         ("invoices finalized", c("invoices", "invoices_finalized")),
+        ("late periods carried", c("invoices", "late_periods_carried")),
+        ("audit: unexplained", c("audit", "unexplained")),
         ("invoiced", invoiced),
         ("PDFs rendered", c("documents", "rendered")),
         ("payments succeeded", c("payments", "succeeded")),

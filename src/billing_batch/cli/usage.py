@@ -46,9 +46,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     s = sub.add_parser(
         "sql",
         help="run a read-only SQL query against the lake (no query: interactive prompt)",
-        description="Queries run on a sandboxed, read-only connection to the lake "
-        "(SELECT/EXPLAIN only; no file access outside the lake). Interactive mode reads "
-        "statements ending with ';' and stops at '.quit' or end of input.",
+        description="Queries run on a sandboxed, read-only connection to the lake: "
+        "SELECT/EXPLAIN over its tables, views and snapshots only (no other file or "
+        "database: read_csv, sqlite_scan, ... are refused; no COPY, ATTACH, LOAD, SET, "
+        "PRAGMA; see docs/analysts.md). Interactive mode reads statements ending with ';' "
+        "and stops at '.quit' or end of input.",
     )
     s.add_argument("query", nargs="?", help="the SQL query (omit for a prompt)")
     s.add_argument("--format", choices=("table", "csv", "json"), default="table")

@@ -1,0 +1,125 @@
+"""The analysts' session: the lake, read-only, and nothing else.
+
+``billing_batch.analyst_connection()`` opens, in Python, the same sandbox as
+``billing-batch sql``: the lake attached read-only (``lake.analyst_session_sql``: file
+access limited to the lake's data, no external access, configuration locked) and every
+query checked by ``lake.check_read_only_sql`` (a SELECT that reads the lake: no
+``sqlite_scan``, ``read_csv``, ``COPY``, ``ATTACH``, ``SET``...). Results come back
+whole (``.pl()``, ``.df()``, ``.arrow()``, ``.fetchall()``), never as a live DuckDB
+relation through which other SQL could be run.
+
+It is a sandbox for queries, not for the Python process around it: code in that
+process can open DuckDB (or any file) with the account's own rights.
+
+``analyst_init_sql()`` is the same session as a SQL file for any DuckDB 1.4 session
+(``billing-batch analyst-init``). Such a raw session can still call what DuckDB's
+settings do not govern (the sqlite extension's ``sqlite_scan``, ``sqlite_attach``, and
+``ATTACH ... (TYPE sqlite)``): see docs/analysts.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+
+from .config import Settings, load_settings
+from .errors import InputError
+from .lake import Lake, analyst_session_sql, check_read_only_sql
+
+
+class AnalystResult:
+    """One checked query's result, fetched on demand (each call runs the query)."""
+
+    def __init__(self, relation: duckdb.DuckDBPyRelation) -> None:
+        self._relation = relation
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._relation.columns)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self._run(lambda r: r.fetchall())
+        return rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._run(lambda r: r.fetchone())
+        return row
+
+    def pl(self) -> Any:
+        """A polars DataFrame (needs ``polars`` and ``pyarrow``)."""
+        return self._run(lambda r: r.pl())
+
+    def df(self) -> Any:
+        """A pandas DataFrame (needs ``pandas``)."""
+        return self._run(lambda r: r.df())
+
+    def arrow(self) -> Any:
+        """A pyarrow Table (needs ``pyarrow``)."""
+        return self._run(lambda r: r.to_arrow_table())
+
+    def _run(self, fetch: Callable[[duckdb.DuckDBPyRelation], Any]) -> Any:
+        try:
+            return fetch(self._relation)
+        except duckdb.Error as exc:
+            raise InputError(f"query failed: {exc}") from exc
+
+
+class AnalystConnection:
+    """The sandboxed, read-only lake for one settings; a context manager."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._con = Lake(settings).analyst_connection()
+
+    def sql(self, query: str) -> AnalystResult:
+        """Check ``query`` (InputError if refused), then run it."""
+        check_read_only_sql(self._con, query)
+        try:
+            relation = self._con.sql(query)
+        except duckdb.Error as exc:
+            raise InputError(f"query failed: {exc}") from exc
+        if relation is None:  # pragma: no cover - a checked SELECT always has a result
+            raise InputError("the query returned no result")
+        return AnalystResult(relation)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> AnalystConnection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def analyst_connection(
+    home: str | Path | None = None, config: str | Path | None = None
+) -> AnalystConnection:
+    """The lake of ``home`` (default: ``$BILLING_HOME``, else ``./billing-data``),
+    read-only and sandboxed like ``billing-batch sql``."""
+    return AnalystConnection(load_settings(config, home=home))
+
+
+def analyst_init_sql(settings: Settings) -> str:
+    """The analyst session as a SQL file for any DuckDB 1.4 session."""
+    header = [
+        f"-- billing-batch analyst session: the lake of {settings.home}, read-only.",
+        "-- Run it first in a DuckDB 1.4 session (DuckDB CLI: .read FILE, or duckdb -init FILE).",
+        "-- Afterwards: no file outside the lake's data, no COPY TO, ATTACH, INSTALL/LOAD or",
+        "-- SET. Not closed by DuckDB's settings: sqlite_scan, sqlite_attach and ATTACH ...",
+        "-- (TYPE sqlite) read any SQLite file this account can read (docs/analysts.md);",
+        "-- `billing-batch sql` and billing_batch.analyst_connection() refuse them.",
+    ]
+    return "\n".join(header + [f"{s};" for s in analyst_session_sql(settings)]) + "\n"
+
+
+__all__ = ["AnalystConnection", "AnalystResult", "analyst_connection", "analyst_init_sql"]
