@@ -136,3 +136,10 @@ def test_minor_round_trip(minor: int, currency: str) -> None:
 @given(amounts, currencies)
 def test_half_up_is_symmetric(amount: Decimal, currency: str) -> None:
     assert money.quantize(-amount, currency) == -money.quantize(amount, currency)
+
+
+def test_new_ids_sort_in_creation_order() -> None:
+    from billing_batch.ids import new_id
+
+    ids = [new_id("inv") for _ in range(20_000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)

@@ -208,9 +208,13 @@ def test_a_failing_workspace_does_not_stop_the_others(
     generate(settings.landing_dir, workspaces=5, events=5_000, seed=8, bad_lines=0)
     code, summary = run(home, RUN_DATE)
     assert code == 1 and summary["status"] == "failed"
-    failures = summary["failures"]
+    failures = [f for f in summary["failures"] if f["step"] == "invoices"]
     assert len(failures) == 1 and failures[0]["workspace"] == "ws_0002"
     assert "plan 'partial' has no price for metric" in failures[0]["error"]
+    # the audit sees the period that could not be billed, and says so
+    (unbilled,) = [f for f in summary["failures"] if f["step"] == "audit"]
+    assert "ws_0002 2024-01-01..2024-01-31 unbilled_period" in unbilled["audit"]
+    assert summary["steps"]["audit"]["counts"]["unexplained"] == 1
     assert summary["steps"]["invoices"]["counts"]["invoices_finalized"] == 4
     notes = summary["steps"]["payments"]["notes"]
     assert any("Stripe is not configured" in n for n in notes)
