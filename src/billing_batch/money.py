@@ -8,6 +8,7 @@ Stripe amounts are integers in minor units (:func:`to_minor`).
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from .errors import InputError
@@ -51,8 +52,17 @@ def from_minor(amount: int, currency: str) -> Decimal:
     return Decimal(amount).scaleb(-minor_units(currency))
 
 
+#: A plain decimal as written in a price book: an optional ``-``, the integer part
+#: without leading zeros, an optional fraction; ASCII digits only. No exponent
+#: (``1e-2``), digit separator (``1_000``), surrounding spaces, ``+`` sign or ``.5``.
+PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", re.ASCII)
+
+
 def parse_decimal(value: object, *, what: str) -> Decimal:
-    """A Decimal from a TOML/JSON value: strings and ints exactly; floats refused."""
+    """A Decimal from a TOML/JSON value: ints exactly; strings only when they are plain
+    decimals (:data:`PLAIN_DECIMAL`: ``"0.01"``, ``"12"``, ``"-3.5"``); floats, booleans,
+    exponents, underscores, spaces and a negative zero (``"-0"``, ``"-0.00"``) refused
+    with an InputError naming ``what``."""
     if isinstance(value, bool) or isinstance(value, float):
         raise InputError(f'{what}: write decimals as strings ("0.01"), not floats: {value!r}')
     try:
@@ -61,6 +71,13 @@ def parse_decimal(value: object, *, what: str) -> Decimal:
         raise InputError(f"{what}: not a decimal number: {value!r}") from None
     if not d.is_finite():
         raise InputError(f"{what}: not a finite number: {value!r}")
+    if isinstance(value, str) and not PLAIN_DECIMAL.fullmatch(value):
+        raise InputError(
+            f"{what}: not a plain decimal: {value!r} (write digits with an optional "
+            'fraction, as in "0.01" or "1000": no exponent, "_", spaces, "+" or leading zeros)'
+        )
+    if d.is_zero() and d.is_signed():
+        raise InputError(f"{what}: negative zero is not a number to bill with: {value!r}")
     return d
 
 
