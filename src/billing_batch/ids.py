@@ -1,7 +1,15 @@
-"""Identifiers: prefixed strings (``inv_``, ``evt_``, ``pay_``, ``sub_``, ``run_``).
+"""Identifiers: prefixed strings (``inv_``, ``evt_``, ``pay_``, ``sub_``, ``run_``), and
+the one rule for workspace ids.
 
 ``new_id`` is time-ordered and random (for new records); ``stable_id`` is derived from
 a key (for things that must keep their id when recomputed: webhook events, attempts).
+
+**Workspace ids** (:func:`check_workspace_id`): 1 to 64 ASCII letters, digits, ``_``,
+``-`` or ``.`` (:data:`WORKSPACE_ID_RULE`). This is the home of that rule: the CLI, the
+HTTP API (its schema pattern is :data:`WORKSPACE_ID_PATTERN`) and the library's
+services call it. ``sql/ingest_validate.sql`` states the same rule in SQL (it checks
+each line's JSON text inside DuckDB); ``tests/test_integrator_ids.py`` runs both on a
+set of adversarial ids and asserts that they agree.
 """
 
 from __future__ import annotations
@@ -9,15 +17,39 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import threading
 import time
+
+from .errors import InputError
+
+#: The workspace id rule, in words (error messages).
+WORKSPACE_ID_RULE = "1-64 letters, digits, '_', '-' or '.'"
+#: The same rule as an anchored regular expression (the HTTP API's schema ``pattern``).
+WORKSPACE_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+_WORKSPACE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}", re.ASCII)
+
+
+def is_workspace_id(value: object) -> bool:
+    """Whether ``value`` is a valid workspace id (a ``str`` following the rule)."""
+    return isinstance(value, str) and _WORKSPACE_ID.fullmatch(value) is not None
+
+
+def check_workspace_id(
+    value: object, *, what: str = "workspace id", error: type[InputError] = InputError
+) -> str:
+    """``value`` when it is a valid workspace id; else ``error`` (an InputError) naming
+    the value and the rule. Nothing is stripped or normalized: ``" ws_1"`` is refused."""
+    if not is_workspace_id(value):
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise error(f"invalid {what} {shown}: expected {WORKSPACE_ID_RULE}")
+    assert isinstance(value, str)
+    return value
 
 
 #: RFC 4648 base32 → Crockford's alphabet, whose ASCII order is the numeric order, so
 #: that time-ordered ids also sort as strings.
-_SORTABLE = str.maketrans(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789abcdefghjkmnpqrstvwxyz"
-)
+_SORTABLE = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789abcdefghjkmnpqrstvwxyz")
 
 
 def _b32(data: bytes) -> str:
@@ -52,3 +84,13 @@ def stable_id(prefix: str, *parts: object) -> str:
     """The same parts always give the same id (SHA-256, 120 bits)."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
     return f"{prefix}_{_b32(digest[:15])}"
+
+
+__all__ = [
+    "WORKSPACE_ID_PATTERN",
+    "WORKSPACE_ID_RULE",
+    "check_workspace_id",
+    "is_workspace_id",
+    "new_id",
+    "stable_id",
+]

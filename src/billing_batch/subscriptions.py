@@ -31,7 +31,7 @@ from typing import Any
 from . import store
 from .config import Settings
 from .errors import NotFoundError, PriceBookError, SubscriptionError
-from .ids import new_id
+from .ids import check_workspace_id, new_id
 from .periods import (
     MAX_ANCHOR_DAY,
     Period,
@@ -192,12 +192,7 @@ def _check_not_billed(
 
 
 def _validate_workspace(workspace_id: str) -> None:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", workspace_id):
-        raise SubscriptionError(
-            f"invalid workspace id {workspace_id!r}: 1-64 letters, digits, '_', '-', '.'"
-        )
+    check_workspace_id(workspace_id, error=SubscriptionError)
 
 
 def create_subscription(

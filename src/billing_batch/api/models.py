@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
+from ..ids import WORKSPACE_ID_PATTERN, WORKSPACE_ID_RULE
+
 #: Dates the API accepts (anything else is a 422): a bound that keeps period
 #: arithmetic far from ``date.min``/``date.max``.
 MIN_DATE = date(1970, 1, 1)
@@ -24,7 +26,8 @@ MAX_DATE = date(2999, 12, 31)
 #: Longest period an invoice or a usage query may span.
 MAX_RANGE_DAYS = 366
 
-WORKSPACE_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+#: The workspace id rule lives in ``ids.py`` (one home for the CLI, the API and the library).
+WORKSPACE_PATTERN = WORKSPACE_ID_PATTERN
 PLAN_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 PAYMENT_METHOD_PATTERN = r"^[A-Za-z0-9_]{1,255}$"
 
@@ -61,7 +64,12 @@ ApiDate = Annotated[
 #: An exact decimal, written as a JSON number.
 Number = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 WorkspaceId = Annotated[
-    str, Field(pattern=WORKSPACE_PATTERN, examples=["ws_123"], description="Workspace id")
+    str,
+    Field(
+        pattern=WORKSPACE_PATTERN,
+        examples=["ws_123"],
+        description=f"Workspace id: {WORKSPACE_ID_RULE}",
+    ),
 ]
 #: The invoice statuses (``invoices.STATUSES``).
 Status = Literal["draft", "open", "paid", "void", "overdue"]

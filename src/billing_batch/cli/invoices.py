@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import parse_date
+from ..ids import check_workspace_id
 from ..invoices import (
     create_invoice,
     explain_invoice,
@@ -64,10 +65,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    workspace = check_workspace_id(args.workspace, what="--workspace")
     start = parse_date(args.start, what="--start")
     end = parse_date(args.end, what="--end")
-    inv = create_invoice(settings, args.workspace, start, end)
+    settings = settings_from(args)
+    inv = create_invoice(settings, workspace, start, end)
     mirror_to_lake(settings, reason=f"invoice create {inv.id}")
     print_json(inv.to_json())
     return 0
@@ -124,6 +126,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.workspace is not None:
+        check_workspace_id(args.workspace, what="--workspace")
     settings = settings_from(args)
     invs = list_invoices(settings, workspace_id=args.workspace, status=args.status)
     print_json([i.to_json() for i in invs])

@@ -13,6 +13,7 @@ from typing import IO, Any
 import duckdb
 
 from ..errors import BillingError
+from ..ids import check_workspace_id
 from ..jsonutil import decimal_text, dumps
 from ..lake import Lake
 from ..usage import QueryResult, analyst_query, get_usage, refresh_rollup
@@ -64,10 +65,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _usage(args: argparse.Namespace) -> int:
+    workspace = check_workspace_id(args.workspace, what="--workspace")
     settings = settings_from(args)
     result = get_usage(
         settings,
-        args.workspace,
+        workspace,
         args.start,
         args.end,
         args.metric,
