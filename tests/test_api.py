@@ -465,6 +465,7 @@ def test_usage_of_another_workspace_is_404(
 
 # --- invoices -----------------------------------------------------------------------------
 JAN = {"start": "2024-01-01", "end": "2024-01-31"}
+FEB = {"start": "2024-02-01", "end": "2024-02-29"}
 
 
 def test_invoice_lifecycle_over_the_api(
@@ -611,14 +612,19 @@ def finalized_invoice(client: AppClient, settings: Settings, tmp_path: Path) -> 
     return out
 
 
-def test_pay_without_stripe_is_503_and_a_draft_is_409(
+def test_pay_without_stripe_is_503_and_a_draft_stays_a_draft(
     client: AppClient, api_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("STRIPE_API_KEY", raising=False)
     seed_usage(api_settings, tmp_path)
     draft = client.post("/v1/billing/invoices", json={"workspaceId": "ws_a", "period": JAN})
-    r = client.post(f"/v1/billing/invoices/{draft.json()['id']}/pay", key=KEY_A)
-    assert r.status_code == 409 and error(r)["code"] == "invalid_state"
+    r = client.post(
+        f"/v1/billing/invoices/{draft.json()['id']}/pay",
+        json={"paymentMethod": "pm_card_visa"},
+        key=KEY_A,
+    )
+    assert r.status_code == 503 and error(r)["code"] == "stripe_not_configured"
+    assert invoices.get_invoice(api_settings, draft.json()["id"]).status == "draft"
     final = client.post(f"/v1/billing/invoices/{draft.json()['id']}/finalize").json()
     r = client.post(
         f"/v1/billing/invoices/{final['id']}/pay", json={"paymentMethod": "pm_card_visa"}
@@ -907,3 +913,79 @@ def test_serve_api_runs_uvicorn_on_the_configured_address(
     assert isinstance(seen["app"], FastAPI)
     assert cli_main(["--home", str(home), "serve-api", "--host", "0.0.0.0", "--port", "9001"]) == 0
     assert (seen["host"], seen["port"]) == ("0.0.0.0", 9001)
+
+
+# --- issue 15: the seed's flows with a workspace key ----------------------------------------
+def _pdf_text(data: bytes, tmp_path: Path) -> str:
+    import subprocess
+
+    path = tmp_path / "read-back.pdf"
+    path.write_bytes(data)
+    out = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    )
+    return " ".join(out.stdout.split())
+
+
+def test_the_seeds_flow_with_a_workspace_key(
+    client: AppClient, api_settings: Settings, tmp_path: Path, fake_stripe: Any
+) -> None:
+    """The seed creates an invoice (draft) and pays it, with the workspace's own key:
+    paying a draft finalizes it, then charges it (Stripe's convention). The seed's own
+    pm_card_123 does not exist: 400 with Stripe's code, not 502."""
+    seed_usage(api_settings, tmp_path)
+    created = client.post(
+        "/v1/billing/invoices", json={"workspaceId": "ws_a", "period": JAN}, key=KEY_A
+    )
+    assert created.status_code == 201 and created.json()["status"] == "draft"
+    url = f"/v1/billing/invoices/{created.json()['id']}/pay"
+
+    # another workspace's key: 404, as if it did not exist; nothing finalized
+    r = client.post(url, json={"paymentMethod": "pm_card_visa"}, key=KEY_B)
+    assert r.status_code == 404 and error(r)["code"] == "not_found"
+    assert invoices.get_invoice(api_settings, created.json()["id"]).status == "draft"
+
+    # the seed's payment method: unknown to Stripe, the caller's mistake
+    r = client.post(url, json={"paymentMethod": "pm_card_123"}, key=KEY_A)
+    assert r.status_code == 400, r.text
+    err = error(r)
+    assert err["code"] == "resource_missing" and err["param"] == "paymentMethod"
+    assert err["type"] == "payment_refused" and "pm_card_123" in err["message"]
+    assert err["payment"]["status"] == "failed" and err["payment"]["finalized"] is True
+    assert fake_stripe.charges == []
+    # finalized by that first pay (numbered, open), even though the charge was refused
+    inv = invoices.get_invoice(api_settings, created.json()["id"])
+    assert inv.status == "open" and inv.number
+
+    r = client.post(url, json={"paymentMethod": "pm_card_visa"}, key=KEY_A)
+    assert r.status_code == 200, r.text
+    paid = loads(r.content)
+    models.Payment.model_validate(paid)
+    assert paid["succeeded"] is True and paid["amount"] == 550
+    assert paid["invoice"]["status"] == "paid" and paid["invoice"]["number"] == inv.number
+    assert len(fake_stripe.charges) == 1
+
+
+def test_paying_a_draft_in_one_call(
+    client: AppClient, api_settings: Settings, tmp_path: Path, fake_stripe: Any
+) -> None:
+    seed_usage(api_settings, tmp_path)
+    draft = client.post(
+        "/v1/billing/invoices", json={"workspaceId": "ws_a", "period": JAN}, key=KEY_A
+    ).json()
+    r = client.post(
+        f"/v1/billing/invoices/{draft['id']}/pay", json={"paymentMethod": "pm_card_visa"}, key=KEY_A
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["finalized"] is True and body["invoice"]["status"] == "paid"
+    assert body["invoice"]["number"].startswith("INV-")
+    assert len(fake_stripe.charges) == 1
+
+
+@pytest.mark.parametrize(
+    "workspace", ["", "<script>", "x' OR 1=1 --", "ws 1", "ws_1\n", "w" * 65, "wś", "ws/1"]
+)
+def test_create_invoice_refuses_bad_workspace_ids(client: AppClient, workspace: str) -> None:
+    r = client.post("/v1/billing/invoices", json={"workspaceId": workspace, "period": JAN})
+    assert r.status_code == 422 and error(r)["errors"][0]["field"] == "workspaceId"

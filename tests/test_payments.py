@@ -24,9 +24,10 @@ from billing_batch.errors import (
     BillingError,
     ConfigError,
     InputError,
+    NoPaymentMethodError,
     PaymentActionRequiredError,
     PaymentDeclinedError,
-    PaymentError,
+    PaymentRefusedError,
     PaymentTransientError,
     StateError,
     StripeNotConfiguredError,
@@ -782,12 +783,12 @@ def test_process_killed_between_charge_and_record(
 
 
 # --- refusals and configuration ------------------------------------------------------------
-@pytest.mark.parametrize("status", ["draft", "void", "paid"])
-def test_paying_a_draft_void_or_paid_invoice_is_refused(
+@pytest.mark.parametrize("status", ["void", "paid"])
+def test_paying_a_void_or_paid_invoice_is_refused(
     psettings: Settings, fake: FakeStripe, http: FakeStripeHTTPClient, status: str
 ) -> None:
     inv = make_invoice(psettings, status=status)
-    words = {"draft": "draft: finalize it", "void": "is void", "paid": "already paid"}
+    words = {"void": "is void", "paid": "already paid"}
     with pytest.raises(StateError, match=words[status]):
         pay(psettings, inv, http)
     assert attempts(psettings, inv.id) == []
@@ -947,7 +948,10 @@ def test_error_mapping_is_one_boundary() -> None:
     invalid = payments.map_stripe_error(
         stripe.InvalidRequestError("No such PaymentMethod", "payment_method", "resource_missing")
     )
-    assert type(invalid) is PaymentError and "resource_missing" in str(invalid)
+    # a refused request (the caller's mistake) is not "Stripe is unavailable"
+    assert isinstance(invalid, PaymentRefusedError) and "resource_missing" in str(invalid)
+    assert (invalid.stripe_code, invalid.param) == ("resource_missing", "payment_method")
+    assert not isinstance(invalid, PaymentTransientError)
     assert KEY not in str(payments.map_stripe_error(stripe.APIError(f"boom {KEY}")))
 
 
@@ -1057,8 +1061,232 @@ def test_pay_invoices_one_failure_never_stops_the_others(
     )
     assert isinstance(out[0], PaymentResult) and out[0].succeeded
     assert isinstance(out[1], PaymentResult) and out[1].status == "declined"
-    assert isinstance(out[2], InputError)
-    assert isinstance(out[3], StateError)
+    assert isinstance(out[2], NoPaymentMethodError) and out[2].invoice_id == nopm.id
+    # a draft is finalized, then charged (Stripe's convention)
+    assert isinstance(out[3], PaymentResult) and out[3].succeeded and out[3].finalized
     assert isinstance(out[4], PaymentResult) and out[4].succeeded
+    assert out[3].amount_minor == 0  # the template's March drafts have no usage
     assert len(fake.charges) == 2
     assert not http.closed  # an injected client belongs to the caller
+
+
+# --- issue 15: the seed's flows as an integrator runs them ----------------------------------
+def _pdf_text(path: Path) -> str:
+    out = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    )
+    return out.stdout
+
+
+def usage_draft(settings: Settings, workspace: str = "ws_123") -> invoices.Invoice:
+    """A draft with usage: the workspace's January invoice voided, January drafted again
+    (45,000 api_calls and 100 contracts: 550.00 USD on payg)."""
+    jan = make_invoice(settings, workspace=workspace, month=1)
+    invoices.void_invoice(settings, jan.id, reason="test: drafted again", now=DAY0)
+    start, end = _month(1)
+    draft = invoices.create_invoice(settings, workspace, start, end, now=DAY0)
+    assert draft.status == "draft" and draft.number is None
+    return draft
+
+
+def test_paying_a_draft_finalizes_it_then_charges(
+    psettings: Settings, fake: FakeStripe, http: FakeStripeHTTPClient
+) -> None:
+    """Stripe's convention: pay on a draft finalizes it (numbered, frozen, files written,
+    billing.invoice.finalized), then charges it, in one call."""
+    draft = usage_draft(psettings)
+    assert draft.total == Decimal("550")
+    now = DAY0 + timedelta(days=40)
+    result = pay(psettings, draft, http, now=now)
+    assert result.succeeded and result.finalized and result.attempt_no == 1
+    inv = invoices.get_invoice(psettings, draft.id)
+    assert inv.status == "paid" and inv.number and inv.finalized_at == now
+    assert result.invoice is not None and result.invoice.number == inv.number
+    assert result.to_json()["finalized"] is True
+    # charged the frozen total, once, with the invoice number in the metadata
+    (charge,) = fake.charges
+    assert charge.amount == inv.total_minor > 0
+    (intent,) = fake.requests_to("POST", "/v1/payment_intents")
+    assert intent.params["metadata"]["invoice_number"] == inv.number
+    assert len(outbox(psettings, "billing.invoice.finalized", inv.id)) == 1
+    assert len(outbox(psettings, "billing.invoice.paid", inv.id)) == 1
+    # the archival copy was written at finalization (status open then)
+    assert inv.pdf_path is not None and "Open" in _pdf_text(Path(inv.pdf_path))
+    # paying it again: already paid, nothing charged
+    with pytest.raises(StateError, match="already paid"):
+        pay(psettings, inv, http, now=now)
+    assert len(fake.charges) == 1
+
+
+@pytest.mark.parametrize("missing", ["key", "payment_method"])
+def test_a_draft_that_cannot_be_paid_stays_a_draft(
+    psettings: Settings,
+    fake: FakeStripe,
+    http: FakeStripeHTTPClient,
+    monkeypatch: pytest.MonkeyPatch,
+    missing: str,
+) -> None:
+    """What can be checked before finalizing is: no key, or no payment method, leaves
+    the draft a draft (no number consumed, no event)."""
+    if missing == "key":
+        monkeypatch.delenv("STRIPE_API_KEY")
+        draft = usage_draft(psettings)
+        expected: type[BillingError] = StripeNotConfiguredError
+    else:
+        draft = usage_draft(psettings, "ws_nopm")
+        expected = NoPaymentMethodError
+    with pytest.raises(expected):
+        pay(psettings, draft, http)
+    after = invoices.get_invoice(psettings, draft.id)
+    assert after.status == "draft" and after.number is None
+    assert outbox(psettings, "billing.invoice.finalized", draft.id) == []
+    assert fake.requests == []
+
+
+def test_unknown_payment_method_is_the_callers_mistake(
+    psettings: Settings, fake: FakeStripe, http: FakeStripeHTTPClient
+) -> None:
+    """The seed's own pm_card_123 does not exist: Stripe answers 400 resource_missing.
+    That is a refusal with Stripe's code, not "Stripe is unavailable"."""
+    inv = make_invoice(psettings)
+    result = pay(psettings, inv, http, payment_method="pm_card_123")
+    assert (result.status, result.failure, result.error_code) == (
+        "failed",
+        "refused",
+        "resource_missing",
+    )
+    assert result.param == "payment_method"
+    err = result.error()
+    assert isinstance(err, PaymentRefusedError) and not isinstance(err, PaymentTransientError)
+    assert err.stripe_code == "resource_missing" and "pm_card_123" in str(err)
+    # a transient failure keeps its own kind
+    fake.inject("connection_error", times=3)
+    other = make_invoice(psettings, month=2)
+    unavailable = pay(psettings, other, http)
+    assert unavailable.failure == "unavailable"
+    assert isinstance(unavailable.error(), PaymentTransientError)
+
+
+def test_cli_pay_unknown_payment_method_exits_2_with_stripes_code(
+    psettings: Settings,
+    fake: FakeStripe,
+    server: FakeStripeServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from billing_batch.cli import main
+
+    inv = make_invoice(psettings)
+    assert main(["invoice", "pay", inv.id, "--payment-method", "pm_card_123"]) == 2
+    out = capsys.readouterr()
+    assert "resource_missing" in out.err and "pm_card_123" in out.err
+    assert loads(out.out)["errorCode"] == "resource_missing"
+    assert fake.charges == []
+
+
+def test_cli_pay_a_draft_finalizes_and_pays(
+    psettings: Settings,
+    fake: FakeStripe,
+    server: FakeStripeServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from billing_batch.cli import main
+
+    draft = usage_draft(psettings)
+    assert main(["invoice", "pay", draft.id]) == 0
+    shown = loads(capsys.readouterr().out)
+    assert shown["succeeded"] is True and shown["finalized"] is True
+    assert shown["invoice"]["status"] == "paid" and shown["invoice"]["number"]
+    assert len(fake.charges) == 1
+
+
+def _void_all_but(settings: Settings, keep: set[str]) -> None:
+    with store.opened(settings) as con, store.transaction(con):
+        ids = [
+            r[0]
+            for r in con.execute(
+                "SELECT id FROM invoices WHERE status = 'open' AND workspace_id NOT IN "
+                f"({', '.join('?' for _ in keep)})",
+                sorted(keep),
+            )
+        ]
+        for i in ids:
+            invoices.transition(con, i, "void", at=DAY0, reason="test: not in this scenario")
+
+
+def test_nightly_charge_without_payment_method_is_not_a_failure(
+    psettings: Settings, fake: FakeStripe, server: FakeStripeServer
+) -> None:
+    """Workspaces without default_payment_method are listed ("not charged: no payment
+    method", count and invoice numbers) and are not failures; a real decline still is."""
+    from billing_batch.nightly import RunSummary, charge
+
+    _void_all_but(psettings, {"ws_123", "ws_nopm"})
+    nopm = [
+        i for i in invoices.list_invoices(psettings, workspace_id="ws_nopm") if i.status == "open"
+    ]
+    numbers = sorted(i.number for i in nopm if i.number)
+    assert len(numbers) == 2
+    step = charge(psettings, date(2024, 2, 1))
+    assert step.failures == []
+    assert step.counts["succeeded"] == 2 and step.counts["failed"] == 0
+    assert step.counts["not_charged_no_payment_method"] == 2
+    assert sorted(step.counts["not_charged_no_payment_method_invoices"]) == numbers
+    (note,) = [n for n in step.notes if n.startswith("not charged: no payment method")]
+    assert all(n in note for n in numbers)
+    summary = RunSummary("run_x", date(2024, 2, 1), DAY0, steps=[step])
+    assert summary.status == "succeeded"  # the run exits 0
+    assert len(fake.charges) == 2
+    assert all(invoices.get_invoice(psettings, i.id).status == "open" for i in nopm)
+
+    # a real failure keeps the run failed
+    with store.opened(psettings) as con, store.transaction(con):
+        (declined,) = con.execute(
+            "UPDATE invoices SET status = 'open', voided_at = NULL "
+            "WHERE workspace_id = 'ws_declined' AND period_start = '2024-01-01' RETURNING id"
+        ).fetchone()
+    step = charge(psettings, date(2024, 2, 2))
+    assert [f["invoice"] for f in step.failures] == [declined]
+    assert RunSummary("run_y", date(2024, 2, 2), DAY0, steps=[step]).status == "failed"
+
+
+@pytest.mark.parametrize("schedule", ["1,3,7", "0", "0,0,0", "30"])
+def test_rerun_is_noop_for_dunning(
+    psettings: Settings,
+    fake: FakeStripe,
+    server: FakeStripeServer,
+    monkeypatch: pytest.MonkeyPatch,
+    schedule: str,
+) -> None:
+    """Issue 13, defect 7: rerunning the nightly charge step for the same run date (same
+    business time) makes no new attempt and records no new event, whatever the dunning
+    schedule; a later run does retry once a retry is due, once."""
+    from billing_batch.nightly import charge
+
+    monkeypatch.setenv("BILLING_PAYMENTS_DUNNING_SCHEDULE_DAYS", schedule)
+    settings = load_settings()
+    _void_all_but(settings, {"ws_declined"})  # its January and February invoices
+    inv = make_invoice(settings, workspace="ws_declined", month=1)
+
+    def state() -> tuple[list[tuple[int, str]], int, int, int]:
+        return (
+            [(a.attempt_no, a.status) for a in attempts(settings, inv.id)],
+            count(settings, "payment_attempts"),
+            count(settings, "outbox"),
+            len(fake.requests_to("POST", "/v1/payment_intents")),
+        )
+
+    charge(settings, date(2024, 2, 1))  # first try: declined
+    first = state()
+    assert first[0] == [(1, "declined")] and first[1] == 2
+    charge(settings, date(2024, 2, 1))  # rerun of the same date
+    assert state() == first
+    # a catch-up run weeks later: one retry per invoice (due whatever the schedule) ...
+    charge(settings, date(2024, 3, 5))
+    after = state()
+    assert after[0] == [(1, "declined"), (2, "declined")]
+    assert after[1:] == (4, first[2] + 2, first[3] + 2)  # 2 attempts, 2 payment_failed
+    # ... and rerunning that date, again and again, changes nothing
+    for _ in range(2):
+        charge(settings, date(2024, 3, 5))
+        assert state() == after
+    assert fake.charges == []

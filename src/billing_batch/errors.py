@@ -13,9 +13,10 @@ boundary that talks to them (``lake``, ``payments``, ``webhooks``), so callers
     │   ├── IngestError             a file that cannot be read at all (missing, corrupt gzip)
     │   ├── UsageQueryError         bad dates, unknown metric, end before start
     │   ├── PriceBookError          an invalid price book
-    │   └── SubscriptionError       unknown plan, overlapping periods, change before start
+    │   ├── SubscriptionError       unknown plan, overlapping periods, change before start
+    │   └── NoPaymentMethodError    nothing to charge an invoice with (none given, none set)
     ├── NotFoundError               no such invoice / subscription / endpoint
-    ├── StateError                  an illegal transition (pay a draft, void a paid invoice)
+    ├── StateError                  an illegal transition (pay a void invoice, void a paid one)
     ├── LakeError                   the lake (DuckDB/DuckLake) failed
     ├── LockedError                 another run or ingest holds the lock
     ├── RenderError                 a PDF or JSON document could not be produced
@@ -23,6 +24,8 @@ boundary that talks to them (``lake``, ``payments``, ``webhooks``), so callers
     │   ├── StripeNotConfiguredError    no STRIPE_API_KEY
     │   ├── PaymentDeclinedError        card declined (code, decline_code)
     │   ├── PaymentActionRequiredError  3-D Secure: the customer must act
+    │   ├── PaymentRefusedError         Stripe refused the request (HTTP 400: e.g. an unknown
+    │   │                               payment method, resource_missing): Stripe's code kept
     │   └── PaymentTransientError       rate limit / network, after retries
     └── WebhookError
         └── WebhookVerificationError    bad signature, stale timestamp, missing header
@@ -79,6 +82,26 @@ class SubscriptionError(InputError):
     code = "invalid_subscription"
 
 
+class NoPaymentMethodError(InputError):
+    """An invoice to charge, but no payment method: none was given and its workspace has
+    no ``default_payment_method`` (nor an earlier attempt's)."""
+
+    code = "no_payment_method"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        invoice_id: str | None = None,
+        invoice_number: str | None = None,
+        workspace_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.invoice_id = invoice_id
+        self.invoice_number = invoice_number
+        self.workspace_id = workspace_id
+
+
 class NotFoundError(BillingError):
     code = "not_found"
 
@@ -131,6 +154,22 @@ class PaymentActionRequiredError(PaymentError):
     code = "payment_requires_action"
 
 
+class PaymentRefusedError(PaymentError):
+    """Stripe refused the request as invalid (HTTP 400/404): the caller's mistake (an
+    unknown payment method, ``resource_missing``) or a charge Stripe does not allow
+    (``amount_too_small``). ``stripe_code`` is Stripe's code, ``param`` the parameter it
+    named."""
+
+    code = "payment_refused"
+
+    def __init__(
+        self, message: str, *, stripe_code: str | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.stripe_code = stripe_code
+        self.param = param
+
+
 class PaymentTransientError(PaymentError):
     code = "payment_unavailable"
 
@@ -150,10 +189,12 @@ __all__ = [
     "InputError",
     "LakeError",
     "LockedError",
+    "NoPaymentMethodError",
     "NotFoundError",
     "PaymentActionRequiredError",
     "PaymentDeclinedError",
     "PaymentError",
+    "PaymentRefusedError",
     "PaymentTransientError",
     "PriceBookError",
     "RenderError",

@@ -235,7 +235,14 @@ def uncharged_invoices(settings: Settings) -> list[str]:
 
 
 def charge(settings: Settings, run_date: date) -> StepResult:
-    """Charge never-charged invoices and retry due dunning attempts (Stripe configured)."""
+    """Charge never-charged invoices and retry due dunning attempts (Stripe configured).
+
+    An invoice whose workspace has no payment method (no ``default_payment_method`` in
+    the price book, none used before) is not a failure: it is listed as "not charged:
+    no payment method" (a count and the invoice numbers) and stays open, and the run's
+    status is kept for real failures (declines, Stripe errors)."""
+    from .errors import NoPaymentMethodError
+
     step = StepResult("payments")
     if not settings.stripe_api_key:
         pending = uncharged_invoices(settings)
@@ -251,8 +258,11 @@ def charge(settings: Settings, run_date: date) -> StepResult:
     first = pay_invoices(settings, uncharged_invoices(settings), now=now)
     retries = retry_due_payments(settings, now=now)
     succeeded = failed = 0
+    no_method: list[str] = []
     for res in [*first, *retries]:
-        if isinstance(res, BillingError):
+        if isinstance(res, NoPaymentMethodError):
+            no_method.append(res.invoice_number or res.invoice_id or "?")
+        elif isinstance(res, BillingError):
             failed += 1
             step.failures.append({"error": str(res)})
         elif res.succeeded:
@@ -267,11 +277,22 @@ def charge(settings: Settings, run_date: date) -> StepResult:
                     "error": res.message or res.decline_code or res.status,
                 }
             )
+    if no_method:
+        shown = ", ".join(no_method[:20]) + (
+            f" and {len(no_method) - 20} more" if len(no_method) > 20 else ""
+        )
+        step.notes.append(
+            f"not charged: no payment method: {len(no_method)} invoice(s) left open "
+            f"({shown}); set default_payment_method in the price book, or pay them with "
+            "billing-batch invoice pay ID --payment-method pm_..."
+        )
     step.counts = {
-        "charged": len(first),
+        "charged": sum(1 for r in first if not isinstance(r, NoPaymentMethodError)),
         "retried": len(retries),
         "succeeded": succeeded,
         "failed": failed,
+        "not_charged_no_payment_method": len(no_method),
+        "not_charged_no_payment_method_invoices": no_method,
     }
     return step
 

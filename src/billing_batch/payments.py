@@ -37,7 +37,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from decimal import Decimal
@@ -53,9 +53,11 @@ from .errors import (
     BillingError,
     ConfigError,
     InputError,
+    NoPaymentMethodError,
     PaymentActionRequiredError,
     PaymentDeclinedError,
     PaymentError,
+    PaymentRefusedError,
     PaymentTransientError,
     StateError,
     StripeNotConfiguredError,
@@ -229,6 +231,8 @@ class StripeFailure:
     #: The PaymentIntent in the error body (card errors on a PaymentIntent), if any.
     payment_intent: Mapping[str, Any] | None
     http_status: int | None
+    #: The request parameter Stripe's error names (``payment_method``), if any.
+    param: str | None = None
 
 
 def describe_stripe_error(exc: stripe.StripeError, *, api_key: str | None = None) -> StripeFailure:
@@ -242,15 +246,23 @@ def describe_stripe_error(exc: stripe.StripeError, *, api_key: str | None = None
     pi = err.get("payment_intent")
     intent = pi if isinstance(pi, dict) else None
     status = exc.http_status
+    raw_param = err.get("param") or getattr(exc, "param", None)
+    param = str(raw_param) if raw_param else None
 
     def failure(kind: str, error_code: str, text: str = message) -> StripeFailure:
-        return StripeFailure(kind, error_code, decline, text, intent, status)
+        return StripeFailure(kind, error_code, decline, text, intent, status, param)
 
     if isinstance(exc, stripe.CardError):
         if "authentication_required" in (code, decline):
             return failure("requires_action", str(code or "authentication_required"))
         return StripeFailure(
-            "declined", str(code or "card_declined"), decline or code, message, intent, status
+            "declined",
+            str(code or "card_declined"),
+            decline or code,
+            message,
+            intent,
+            status,
+            param,
         )
     if isinstance(exc, stripe.RateLimitError):
         return failure("transient", str(code or "rate_limit"))
@@ -295,6 +307,14 @@ def map_stripe_error(exc: stripe.StripeError, *, api_key: str | None = None) -> 
         )
     if f.kind == "idempotency":
         return PaymentError(f"Stripe idempotency conflict{status}: {f.message}")
+    if f.kind == "invalid":
+        # HTTP 400/404 from Stripe: the request itself is wrong (an unknown payment
+        # method: resource_missing), not Stripe being unavailable.
+        return PaymentRefusedError(
+            f"Stripe refused the request{status}: {f.message} [{f.error_code}]",
+            stripe_code=f.error_code,
+            param=f.param,
+        )
     return PaymentError(f"Stripe refused the request{status}: {f.message} [{f.error_code}]")
 
 
@@ -370,10 +390,43 @@ class PaymentResult:
     completed_at: datetime | None = None
     next_retry_at: datetime | None = None
     invoice: Invoice | None = None
+    #: For a ``failed`` attempt, what kind of failure Stripe's answer was: ``refused``
+    #: (Stripe refused the request as invalid, HTTP 400: the caller's mistake, e.g. an
+    #: unknown payment method), ``unavailable`` (no verdict: rate limit, network, 5xx)
+    #: or None (the payment itself failed).
+    failure: str | None = None
+    #: The request parameter a refusal names (``payment_method``), if any.
+    param: str | None = None
+    #: True when this call finalized the invoice (it was a draft) before charging it.
+    finalized: bool = False
 
     @property
     def succeeded(self) -> bool:
         return self.status == "succeeded"
+
+    def error(self) -> PaymentError | None:
+        """The project's error this outcome stands for (None when paid or still pending):
+        the one mapping from an attempt's outcome to an error, used by the CLI and the
+        HTTP API alike (``docs/payments.md``, "Outcomes and answers")."""
+        label = (self.invoice.number if self.invoice else None) or self.invoice_id
+        text = self.message or f"payment {self.status}"
+        if self.status in ("succeeded", "pending"):
+            return None
+        if self.status == "declined":
+            return PaymentDeclinedError(
+                text, decline_code=self.decline_code, stripe_code=self.error_code
+            )
+        if self.status == "requires_action":
+            return PaymentActionRequiredError(text)
+        if self.failure == "refused":
+            return PaymentRefusedError(
+                f"invoice {label}: Stripe refused the payment: {text} [{self.error_code}]",
+                stripe_code=self.error_code,
+                param=self.param,
+            )
+        if self.failure == "unavailable":
+            return PaymentTransientError(f"invoice {label}: Stripe is unavailable: {text}")
+        return PaymentError(f"invoice {label}: the payment failed: {text}")
 
     @property
     def amount(self) -> Decimal:
@@ -398,6 +451,7 @@ class PaymentResult:
             "attemptedAt": self.attempted_at,
             "completedAt": self.completed_at,
             "nextRetryAt": self.next_retry_at,
+            "finalized": self.finalized,
             "invoice": self.invoice.to_json() if self.invoice else None,
         }
 
@@ -445,7 +499,14 @@ def list_attempts(settings: Settings, invoice_id: str) -> list[PaymentAttempt]:
         return _attempts(con, inv.id)
 
 
-def _result(attempt: PaymentAttempt, invoice: Invoice, message: str | None = None) -> PaymentResult:
+def _result(
+    attempt: PaymentAttempt,
+    invoice: Invoice,
+    message: str | None = None,
+    *,
+    failure: str | None = None,
+    param: str | None = None,
+) -> PaymentResult:
     return PaymentResult(
         invoice_id=attempt.invoice_id,
         attempt_no=attempt.attempt_no,
@@ -461,6 +522,8 @@ def _result(attempt: PaymentAttempt, invoice: Invoice, message: str | None = Non
         completed_at=attempt.completed_at,
         next_retry_at=attempt.next_retry_at,
         invoice=invoice,
+        failure=failure if attempt.status == "failed" else None,
+        param=param if attempt.status == "failed" else None,
     )
 
 
@@ -483,6 +546,11 @@ class _Outcome:
     #: False when Stripe gave no verdict on the charge (429, network, 5xx, key
     #: rejected): fine to record for a first try, never to close an unknown attempt.
     definitive: bool = True
+    #: For ``failed``: ``refused`` (Stripe refused the request: HTTP 400), ``unavailable``
+    #: (no verdict) or None (see PaymentResult.failure).
+    failure: str | None = None
+    #: The parameter a refusal names.
+    param: str | None = None
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -593,6 +661,37 @@ class _Charger:
     # -- paying ---------------------------------------------------------------------------
     def pay(self, invoice_ref: str, payment_method: str | None) -> PaymentResult:
         inv = invoices.get_invoice(self.settings, invoice_ref)
+        if inv.status != "draft":
+            return self._pay(inv, payment_method)
+        opened = self._finalize_draft(inv, payment_method)
+        return replace(self._pay(opened, payment_method), finalized=True)
+
+    def _finalize_draft(self, inv: Invoice, payment_method: str | None) -> Invoice:
+        """Stripe's convention: paying a draft finalizes it first (numbered, frozen, its
+        JSON and PDF written; ``invoices.finalize_invoice``), then charges it. What can be
+        checked before is checked before, so a payment that cannot even be attempted
+        (Stripe not configured, no payment method) leaves the draft a draft. Finalized
+        meanwhile by another caller: that invoice is charged."""
+        if inv.total_minor != 0:
+            _api_key(self.settings)
+            self._payment_method(inv, payment_method, None)
+        try:
+            opened = invoices.finalize_invoice(self.settings, inv.id, now=self.now)
+        except StateError:
+            opened = invoices.get_invoice(self.settings, inv.id)
+            if opened.status == "draft":
+                raise
+            return opened
+        log.info(
+            "invoice %s: draft finalized as %s to be paid (total %s %s)",
+            inv.id,
+            opened.number,
+            opened.total,
+            opened.currency,
+        )
+        return opened
+
+    def _pay(self, inv: Invoice, payment_method: str | None) -> PaymentResult:
         for _ in range(4):
             with store.opened(self.settings) as con:
                 inv = invoices.load_invoice(con, inv.id)
@@ -661,10 +760,13 @@ class _Charger:
             return account.default_payment_method
         if last is not None and last.payment_method:
             return last.payment_method
-        raise InputError(
+        raise NoPaymentMethodError(
             f"invoice {_label(inv)}: no payment method: pass one (billing-batch invoice pay "
             f"{_label(inv)} --payment-method pm_...) or set default_payment_method for workspace "
-            f"{inv.workspace_id} in the price book"
+            f"{inv.workspace_id} in the price book",
+            invoice_id=inv.id,
+            invoice_number=inv.number,
+            workspace_id=inv.workspace_id,
         )
 
     def _customer(self, workspace_id: str) -> str:
@@ -841,7 +943,14 @@ class _Charger:
                 definitive=False,
             )
         return _Outcome(
-            "failed", pid, None, f.error_code, f.message, definitive=f.kind != "transient"
+            "failed",
+            pid,
+            None,
+            f.error_code,
+            f.message,
+            definitive=f.kind != "transient",
+            failure={"invalid": "refused", "transient": "unavailable"}.get(f.kind),
+            param=f.param if f.kind == "invalid" else None,
         )
 
     def _find_intent(self, inv: Invoice, attempt: PaymentAttempt) -> dict[str, Any] | None:
@@ -931,7 +1040,7 @@ class _Charger:
         with store.opened(self.settings) as con:
             current = _attempt(con, attempt.id)
             after = invoices.load_invoice(con, inv.id)
-        return _result(current, after, message=message)
+        return _result(current, after, message=message, failure="unavailable")
 
     def _release(self, inv: Invoice, last: PaymentAttempt) -> PaymentResult | None:
         """Before a new attempt after ``requires_action``: if the customer completed the
@@ -983,7 +1092,10 @@ class _Charger:
     # -- recording ------------------------------------------------------------------------
     def _next_retry(self, con: sqlite3.Connection, attempt: PaymentAttempt) -> datetime | None:
         """Attempt n failed: attempt n+1 is due at 00:00 UTC of the day ``schedule[n-1]``
-        days after the first try's day; none after ``1 + len(schedule)`` attempts."""
+        days after the first try's day, and never before the day after attempt n's (one
+        attempt per business day at most: a catch-up run makes one retry, not all the
+        overdue ones, and a rerun of the same day none); none after ``1 + len(schedule)``
+        attempts."""
         schedule = self.settings.payments.dunning_schedule_days
         if attempt.attempt_no > len(schedule):
             return None
@@ -993,6 +1105,7 @@ class _Charger:
             (attempt.invoice_id,),
         ).fetchone()
         day = store.parse_ts(first[0]).date() + timedelta(days=schedule[attempt.attempt_no - 1])
+        day = max(day, attempt.created_at.astimezone(UTC).date() + timedelta(days=1))
         return datetime.combine(day, clock_time(0, 0), tzinfo=UTC)
 
     def _record(
@@ -1021,7 +1134,9 @@ class _Charger:
             )
             if outcome.error is not None:
                 raise outcome.error
-        return _result(final, after)
+        if not recorded:
+            return _result(final, after)
+        return _result(final, after, failure=outcome.failure, param=outcome.param)
 
     def _apply(
         self,
@@ -1206,7 +1321,12 @@ def pay_invoices(
 def due_payments(settings: Settings, *, now: datetime | None = None) -> list[PaymentAttempt]:
     """The last attempts :func:`retry_due_payments` would act on at ``now``: pending ones
     (resolved), unanswered failures (resolved), failures and declines due for a retry,
-    and ``requires_action`` ones (checked, never retried)."""
+    and ``requires_action`` ones (checked, never retried).
+
+    A failure or decline is due when its ``next_retry_at`` has come AND it was made
+    before ``now``: an attempt made at the business time of this run (or later: a
+    backfill of an earlier date) is never retried by it, so a rerun of the same date
+    makes no new attempt, whatever the schedule or the stored ``next_retry_at``."""
     at = store.ts(_now(now))
     max_attempts = 1 + len(settings.payments.dunning_schedule_days)
     ambiguous = ", ".join(f"'{c}'" for c in sorted(AMBIGUOUS_ERRORS))
@@ -1218,12 +1338,13 @@ def due_payments(settings: Settings, *, now: datetime | None = None) -> list[Pay
         f"  (a.status = 'failed' AND a.error_code IN ({ambiguous}) "
         "    AND a.payment_intent_id IS NULL) "
         "  OR (a.status IN ('failed', 'declined') AND a.next_retry_at IS NOT NULL "
-        "      AND a.next_retry_at <= ? AND a.attempt_no < ?) "
+        "      AND a.next_retry_at <= ? AND a.created_at < ? AND a.attempt_no < ?) "
         "  OR (a.status = 'requires_action' AND a.payment_intent_id IS NOT NULL)))) "
         "ORDER BY i.number, i.id"
     )
     with store.opened(settings) as con:
-        return [_attempt_from_row(r) for r in con.execute(sql, (at, max_attempts)).fetchall()]
+        rows = con.execute(sql, (at, at, max_attempts)).fetchall()
+        return [_attempt_from_row(r) for r in rows]
 
 
 def retry_due_payments(

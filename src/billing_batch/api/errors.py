@@ -5,14 +5,16 @@ The library's exceptions keep their stable ``code``; the status follows the clas
 ======================================  ======  ==========================================
 class                                   status  message
 ======================================  ======  ==========================================
-InputError (and subclasses)             400     the library's
+InputError (and subclasses)             400     the library's (no_payment_method, ...)
 NotFoundError                           404     the library's
 StateError                              409     the library's
 LockedError                             409     generic (the lock path stays private)
 StripeNotConfiguredError                503     generic
-PaymentDeclinedError                    402     Stripe's, plus ``declineCode``
+PaymentRefusedError                     400     code = Stripe's code (``resource_missing``),
+                                                plus ``param`` (``paymentMethod``)
+PaymentDeclinedError                    402     Stripe's, plus ``declineCode``, ``stripeCode``
 PaymentActionRequiredError              402     the library's (the customer must act)
-other PaymentError                      502     the library's
+other PaymentError                      502     the library's (Stripe unavailable)
 LakeError, RenderError, ConfigError...  500     generic (details go to the server log)
 ======================================  ======  ==========================================
 
@@ -40,6 +42,7 @@ from ..errors import (
     PaymentActionRequiredError,
     PaymentDeclinedError,
     PaymentError,
+    PaymentRefusedError,
     StateError,
     StripeNotConfiguredError,
 )
@@ -79,12 +82,24 @@ def error_response(
 _GENERIC_500 = "the billing service could not complete the request; the error was logged"
 
 
-def billing_error_response(exc: BillingError) -> JSONResponse:
-    """The HTTP answer for a library error (see the table in the module docstring)."""
+#: Stripe's request parameters as the API's fields (for ``param`` in a refusal).
+_PARAMS = {"payment_method": "paymentMethod"}
+
+
+def billing_error_response(exc: BillingError, **extra: Any) -> JSONResponse:
+    """The HTTP answer for a library error (see the table in the module docstring);
+    ``extra`` fields join the error object (e.g. the recorded payment attempt)."""
     if isinstance(exc, InvalidUsageError):
         return error_response(400, exc.code, exc.message, errors=[e.to_json() for e in exc.errors])
     if isinstance(exc, InputError):
-        return error_response(400, exc.code, exc.message)
+        return error_response(400, exc.code, exc.message, **extra)
+    if isinstance(exc, PaymentRefusedError):
+        # The caller's mistake as Stripe names it (an unknown payment method is
+        # resource_missing), never a 502 as if Stripe were down.
+        param = _PARAMS.get(exc.param or "", exc.param)
+        return error_response(
+            400, exc.stripe_code or exc.code, exc.message, type=exc.code, param=param, **extra
+        )
     if isinstance(exc, NotFoundError):
         return error_response(404, exc.code, exc.message)
     if isinstance(exc, StateError):
@@ -99,11 +114,18 @@ def billing_error_response(exc: BillingError) -> JSONResponse:
     if isinstance(exc, StripeNotConfiguredError):
         return error_response(503, exc.code, "payments are not configured on this server")
     if isinstance(exc, PaymentDeclinedError):
-        return error_response(402, exc.code, exc.message, declineCode=exc.decline_code)
+        return error_response(
+            402,
+            exc.code,
+            exc.message,
+            declineCode=exc.decline_code,
+            stripeCode=exc.stripe_code,
+            **extra,
+        )
     if isinstance(exc, PaymentActionRequiredError):
-        return error_response(402, exc.code, exc.message)
+        return error_response(402, exc.code, exc.message, **extra)
     if isinstance(exc, PaymentError):
-        return error_response(502, exc.code, exc.message)
+        return error_response(502, exc.code, exc.message, **extra)
     log.error("request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
     return error_response(500, exc.code, _GENERIC_500)
 

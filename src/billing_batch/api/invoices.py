@@ -13,16 +13,10 @@ from starlette.responses import Response
 
 from .. import invoices
 from ..config import Settings
-from ..errors import (
-    InputError,
-    PaymentActionRequiredError,
-    PaymentDeclinedError,
-    PaymentError,
-    RenderError,
-)
+from ..errors import InputError, RenderError
 from .auth import Principal
 from .deps import MirrorDep, PrincipalDep, SettingsDep
-from .errors import COMMON_RESPONSES, error_response
+from .errors import COMMON_RESPONSES, billing_error_response
 from .json import JSONResponse
 from .models import (
     MAX_RANGE_DAYS,
@@ -168,15 +162,22 @@ def get_invoice_pdf(
 @router.post(
     "/{invoice_id}/pay",
     response_model=Payment,
-    summary="Pay an open or overdue invoice (Stripe)",
+    summary="Pay an invoice (Stripe); a draft is finalized first",
     description=(
         "The seed's payInvoice: charges the invoice through Stripe with `paymentMethod` "
-        "(default: the workspace's). 402 when the card is declined or needs the customer "
-        "(3-D Secure), 409 for a draft, paid or void invoice, 503 when Stripe is not "
-        "configured, 502 when Stripe cannot be reached."
+        "(default: the workspace's). As on Stripe, paying a `draft` finalizes it first "
+        "(numbered, frozen, `open`), then charges it (`finalized: true` in the answer); a "
+        "workspace key pays its own workspace's invoices (another's is 404). 400 when Stripe "
+        "refuses the request, with Stripe's code (an unknown payment method is "
+        "`resource_missing`, `param: paymentMethod`) or when there is no payment method "
+        "(`no_payment_method`); 402 when the card is declined or needs the customer "
+        "(3-D Secure); 409 for a paid or void invoice; 503 when Stripe is not configured; "
+        "502 when Stripe cannot be reached."
     ),
     responses={
         202: {"model": Payment, "description": "Stripe's answer is not known yet"},
+        400: COMMON_RESPONSES[400]
+        | {"description": "Stripe refused the request (its code), or no payment method"},
         402: COMMON_RESPONSES[400] | {"description": "Declined, or the customer must act"},
         502: COMMON_RESPONSES[500] | {"description": "Stripe failed or could not be reached"},
         503: COMMON_RESPONSES[500] | {"description": "Payments are not configured"},
@@ -200,26 +201,16 @@ def pay_invoice(
 
 def payment_response(result: PaymentResult) -> Response:
     """200 paid; 202 not known yet (resolved later); otherwise the error answer of the
-    outcome, carrying the recorded attempt as ``payment``."""
+    outcome (``PaymentResult.error``: 402 declined or the customer must act, 400 when
+    Stripe refused the request, with Stripe's code; 502 when Stripe was unavailable),
+    carrying the recorded attempt as ``payment``."""
     payment = result.to_json()
     if result.succeeded:
         return JSONResponse(payment)
-    if result.status == "pending":
+    error = result.error()
+    if error is None:  # pending: Stripe's answer is not known yet
         return JSONResponse(payment, status_code=202)
-    message = result.message or f"payment {result.status}"
-    if result.status == "declined":
-        return error_response(
-            402,
-            PaymentDeclinedError.code,
-            message,
-            declineCode=result.decline_code,
-            payment=payment,
-        )
-    if result.status == "requires_action":
-        return error_response(402, PaymentActionRequiredError.code, message, payment=payment)
-    return error_response(
-        502, PaymentError.code, message, errorCode=result.error_code, payment=payment
-    )
+    return billing_error_response(error, errorCode=result.error_code, payment=payment)
 
 
 @router.post(

@@ -282,6 +282,9 @@ class Payment(_Response):
     declineCode: str | None = None
     errorCode: str | None = None
     message: str | None = None
+    finalized: bool = Field(
+        False, description="True when this call finalized the invoice (a draft) before paying it"
+    )
     invoice: Invoice | None = None
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..config import parse_date
+from ..errors import PaymentRefusedError
 from ..ids import check_workspace_id
 from ..invoices import (
     create_invoice,
@@ -49,7 +51,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     v.add_argument("--reason", default="")
     v.set_defaults(handler=_void)
 
-    p = isub.add_parser("pay", help="charge an open or overdue invoice through Stripe")
+    p = isub.add_parser(
+        "pay", help="charge an invoice through Stripe (a draft is finalized first, as on Stripe)"
+    )
     p.add_argument("id")
     p.add_argument("--payment-method", help="pm_... (default: the workspace's default)")
     p.set_defaults(handler=_pay)
@@ -116,7 +120,19 @@ def _pay(args: argparse.Namespace) -> int:
     result = pay_invoice(settings, args.id, payment_method=args.payment_method)
     mirror_to_lake(settings, reason=f"invoice pay {args.id}")
     print_json(result.to_json())
-    return 0 if result.succeeded else 1
+    if result.succeeded:
+        return 0
+    error = result.error()
+    if error is None:
+        print(
+            f"billing-batch: invoice {args.id}: Stripe's answer is not known yet; "
+            "it is looked up on the next run",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"billing-batch: error: {error}", file=sys.stderr)
+    # Stripe refused the request (an unknown payment method): bad input, exit 2.
+    return 2 if isinstance(error, PaymentRefusedError) else 1
 
 
 def _explain(args: argparse.Namespace) -> int:
