@@ -507,14 +507,17 @@ def test_invoice_lifecycle_over_the_api(
     assert final["status"] == "open" and final["number"].startswith("INV-")
     r = client.post(f"/v1/billing/invoices/{inv['id']}/finalize")
     assert r.status_code == 409 and error(r)["code"] == "invalid_state"
-    # by number too; the PDF is the one written at finalize
+    # by number too; the original PDF is the one written at finalize
     by_number = client.get(f"/v1/billing/invoices/{final['number']}", key=KEY_A)
     assert by_number.json()["id"] == inv["id"]
     stored = invoices.get_invoice(api_settings, inv["id"])
     assert stored.pdf_path is not None
-    pdf = client.get(f"/v1/billing/invoices/{final['number']}/pdf", key=KEY_A)
+    pdf = client.get(f"/v1/billing/invoices/{final['number']}/pdf?copy=original", key=KEY_A)
     assert pdf.content == Path(stored.pdf_path).read_bytes()
-    assert f'filename="{final["number"]}.pdf"' in pdf.headers["content-disposition"]
+    assert f'filename="{final["number"]}-original.pdf"' in pdf.headers["content-disposition"]
+    current = client.get(f"/v1/billing/invoices/{final['number']}/pdf", key=KEY_A)
+    assert current.headers["x-invoice-copy"] == "current"
+    assert f'filename="{final["number"]}.pdf"' in current.headers["content-disposition"]
     # a finalized period cannot be drafted again
     r = client.post("/v1/billing/invoices", json={"workspaceId": "ws_a", "period": JAN})
     assert r.status_code == 409
@@ -981,6 +984,67 @@ def test_paying_a_draft_in_one_call(
     assert body["finalized"] is True and body["invoice"]["status"] == "paid"
     assert body["invoice"]["number"].startswith("INV-")
     assert len(fake_stripe.charges) == 1
+
+
+def test_pdf_states_the_current_status_and_keeps_the_original(
+    client: AppClient, api_settings: Settings, tmp_path: Path, fake_stripe: Any
+) -> None:
+    """After payment the default PDF says Paid (like the CLI's re-render); the archival
+    original, written at finalization, still says Open / awaiting payment, and says it
+    is the original."""
+    inv = finalized_invoice(client, api_settings, tmp_path)
+    number = inv["number"]
+    before = client.get(f"/v1/billing/invoices/{number}/pdf", key=KEY_A)
+    assert before.headers["x-invoice-status"] == "open"
+    assert "awaiting payment" in _pdf_text(before.content, tmp_path)
+    r = client.post(
+        f"/v1/billing/invoices/{number}/pay", json={"paymentMethod": "pm_card_visa"}, key=KEY_A
+    )
+    assert r.status_code == 200
+
+    current = client.get(f"/v1/billing/invoices/{number}/pdf", key=KEY_A)
+    assert current.status_code == 200 and current.headers["content-type"] == "application/pdf"
+    assert (current.headers["x-invoice-copy"], current.headers["x-invoice-status"]) == (
+        "current",
+        "paid",
+    )
+    text = _pdf_text(current.content, tmp_path)
+    assert "Status Paid" in text and "Payment status: paid on" in text
+    assert "awaiting payment" not in text
+
+    original = client.get(f"/v1/billing/invoices/{number}/pdf?copy=original", key=KEY_A)
+    assert (original.headers["x-invoice-copy"], original.headers["x-invoice-status"]) == (
+        "original",
+        "open",
+    )
+    assert f'filename="{number}-original.pdf"' in original.headers["content-disposition"]
+    otext = _pdf_text(original.content, tmp_path)
+    assert "Status Open" in otext and "awaiting payment" in otext
+    stored = invoices.get_invoice(api_settings, inv["id"])
+    assert stored.pdf_path is not None
+    assert original.content == Path(stored.pdf_path).read_bytes()  # unchanged since
+
+    # the CLI hands out the same copies
+    from billing_batch.cli import main
+
+    home = ["--home", str(api_settings.home)]
+    out = tmp_path / "cli.pdf"
+    assert main([*home, "invoice", "get", number, "--pdf", str(out)]) == 0
+    assert out.read_bytes() == current.content
+    assert main([*home, "invoice", "get", number, "--pdf", str(out), "--copy", "original"]) == 0
+    assert out.read_bytes() == original.content
+
+    # the archived file missing: the original is rendered again from the frozen document
+    Path(stored.pdf_path).unlink()
+    again = client.get(f"/v1/billing/invoices/{number}/pdf?copy=original", key=KEY_A)
+    assert again.content == original.content
+    # a draft has no original; another workspace's PDF is 404; a bad copy is 422
+    client.post("/v1/billing/invoices", json={"workspaceId": "ws_a", "period": FEB}, key=KEY_A)
+    (draft,) = [i for i in invoices.list_invoices(api_settings, status="draft")]
+    r = client.get(f"/v1/billing/invoices/{draft.id}/pdf?copy=original", key=KEY_A)
+    assert r.status_code == 409 and error(r)["code"] == "invalid_state"
+    assert client.get(f"/v1/billing/invoices/{number}/pdf", key=KEY_B).status_code == 404
+    assert client.get(f"/v1/billing/invoices/{number}/pdf?copy=copy", key=KEY_A).status_code == 422
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,10 @@ rendered in parallel.
   :func:`render_many` spreads invoices over processes, each rendering a batch.
 * **Atomic.** :func:`write_invoice_files` writes each file to a temp name in the same
   folder, fsyncs it, then ``os.replace``; a failed render leaves nothing behind.
+* **Two copies.** :func:`invoice_pdf` serves an invoice's PDF as the CLI and the HTTP
+  API hand it out: the *current* copy (rendered now, stating the invoice's status now:
+  "Paid" once paid) or the *original* (the archival copy written once at finalization,
+  ``invoices/<number>.pdf``, which keeps stating the status it had then, "Open").
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -44,8 +48,13 @@ import jinja2
 
 from . import jsonutil, money
 from .children import die_with_parent
-from .config import TEMPLATES_DIR
-from .errors import InputError, RenderError
+from .config import TEMPLATES_DIR, Settings
+from .errors import InputError, RenderError, StateError
+
+if TYPE_CHECKING:
+    from .invoices import Invoice
+
+log = logging.getLogger(__name__)
 
 INVOICE_TEMPLATE = "invoice.html.j2"
 USER_AGENT_STYLESHEET = "user-agent.css"
@@ -732,14 +741,100 @@ def render_many(
     return results
 
 
+# --------------------------------------------------------------------------------------
+# An invoice's PDF as served: the current copy, or the archival original
+# --------------------------------------------------------------------------------------
+
+#: The copies :func:`invoice_pdf` serves.
+PDF_COPIES: tuple[str, ...] = ("current", "original")
+
+
+@dataclass(frozen=True)
+class InvoicePdf:
+    """One copy of an invoice's PDF."""
+
+    data: bytes
+    #: ``current`` (rendered now, the invoice's status now) or ``original`` (the archival
+    #: copy written at finalization, its status then).
+    copy: str
+    #: The status the document states (``paid``; an original usually says ``open``).
+    status: str
+    #: A download name: ``INV-2024-000001.pdf``, ``INV-2024-000001-original.pdf``.
+    filename: str
+
+
+def _archived_pdf(settings: Settings, inv: Invoice) -> bytes | None:
+    """The PDF written at finalization, found under this home's invoices folder (the
+    stored absolute path is a fallback: a moved or copied home keeps working)."""
+    from .invoices import invoice_basename
+
+    candidates = [settings.invoices_dir / f"{invoice_basename(inv)}.pdf"]
+    if inv.pdf_path and Path(inv.pdf_path) != candidates[0]:
+        candidates.append(Path(inv.pdf_path))
+    for path in candidates:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("invoice %s: cannot read %s (%s)", inv.id, path, exc)
+            continue
+        if data.startswith(b"%PDF-"):
+            return data
+        log.warning("invoice %s: %s is not a PDF; rendering the original again", inv.id, path)
+    return None
+
+
+def _frozen_document(settings: Settings, inv: Invoice) -> dict[str, Any]:
+    """The invoice document as frozen at finalization (what the original was rendered
+    from)."""
+    from . import store
+
+    with store.opened(settings) as con:
+        row = con.execute("SELECT document FROM invoices WHERE id = ?", (inv.id,)).fetchone()
+    doc = jsonutil.loads(row[0]) if row is not None and row[0] else None
+    if not isinstance(doc, dict):
+        raise RenderError(f"invoice {inv.number or inv.id}: no frozen document to render")
+    return doc
+
+
+def invoice_pdf(settings: Settings, inv: Invoice, copy: str = "current") -> InvoicePdf:
+    """An invoice's PDF: ``current`` (default) is rendered now from the invoice as it is
+    (status, payment), exactly like ``billing-batch invoice get ID --pdf``; ``original``
+    is the archival copy written once at finalization (re-rendered from the frozen
+    document, byte for byte the same, if the file is missing). A draft has no original
+    (StateError)."""
+    from .invoices import invoice_basename
+
+    if copy not in PDF_COPIES:
+        raise InputError(f"copy must be one of {', '.join(PDF_COPIES)}, got {copy!r}")
+    name = invoice_basename(inv)
+    if copy == "current":
+        return InvoicePdf(render_pdf(inv.to_json()), "current", inv.status, f"{name}.pdf")
+    if inv.number is None or inv.status == "draft":
+        raise StateError(
+            f"invoice {inv.id} is a draft: it has no original yet (one is archived when it "
+            "is finalized); the current copy is the draft"
+        )
+    data = _archived_pdf(settings, inv)
+    doc = _frozen_document(settings, inv)
+    if data is None:
+        log.warning("invoice %s: archived PDF missing; rendering the original again", name)
+        data = render_pdf(doc)
+    return InvoicePdf(data, "original", _text(doc.get("status")), f"{name}-original.pdf")
+
+
 __all__ = [
     "INVOICE_TEMPLATE",
+    "PDF_COPIES",
     "STYLESHEET",
     "FetchRefusedError",
+    "InvoicePdf",
     "RenderResult",
     "atomic_write_bytes",
     "build_view",
     "html_to_pdf",
+    "invoice_pdf",
     "pdf_identifier",
     "render_html",
     "render_many",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Body, Query
 from fastapi import Path as PathParam
@@ -123,39 +122,56 @@ def get_invoice(invoice_id: InvoiceId, settings: SettingsDep, principal: Princip
 @router.get(
     "/{invoice_id}/pdf",
     response_class=Response,
-    summary="Download an invoice as PDF",
+    summary="Download an invoice as PDF (current status, or the archived original)",
     description=(
-        "The PDF written when the invoice was finalized; a draft (or an invoice whose file "
-        "is missing) is rendered on the fly."
+        "`copy=current` (default): the invoice rendered now, stating its status now "
+        '("Paid" once paid), the same PDF as `billing-batch invoice get ID --pdf`. '
+        "`copy=original`: the archival copy written once when the invoice was finalized, "
+        'unchanged since (it states the status it had then, usually "Open"); a draft '
+        "has none (409). Headers say which one it is: `X-Invoice-Copy` (`current` or "
+        "`original`) and `X-Invoice-Status` (the status the document states)."
     ),
     responses={
         200: {
             "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
             "description": "The invoice PDF",
+            "headers": {
+                "X-Invoice-Copy": {
+                    "description": "`current` or `original`",
+                    "schema": {"type": "string", "enum": ["current", "original"]},
+                },
+                "X-Invoice-Status": {
+                    "description": "The invoice status the document states",
+                    "schema": {"type": "string"},
+                },
+            },
         }
     },
 )
 def get_invoice_pdf(
-    invoice_id: InvoiceId, settings: SettingsDep, principal: PrincipalDep
+    invoice_id: InvoiceId,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    copy: Annotated[
+        Literal["current", "original"],
+        Query(description="`current` (default): status now; `original`: archived at finalize"),
+    ] = "current",
 ) -> Response:
-    from ..render import render_pdf
+    from ..render import invoice_pdf
 
     inv = visible_invoice(settings, principal, invoice_id)
-    data: bytes | None = None
-    if inv.pdf_path:
-        try:
-            data = Path(inv.pdf_path).read_bytes()
-        except OSError as exc:
-            log.warning("invoice %s: cannot read %s (%s); rendering it", inv.id, inv.pdf_path, exc)
-    if data is None:
-        data = render_pdf(inv.to_json())
-    if not data.startswith(b"%PDF-"):
-        raise RenderError(f"invoice {inv.id}: the stored PDF is not a PDF")
-    name = invoices.invoice_basename(inv)
+    pdf = invoice_pdf(settings, inv, copy)
+    if not pdf.data.startswith(b"%PDF-"):
+        raise RenderError(f"invoice {inv.id}: the {pdf.copy} copy is not a PDF")
     return Response(
-        data,
+        pdf.data,
         media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{pdf.filename}"',
+            "X-Invoice-Copy": pdf.copy,
+            "X-Invoice-Status": pdf.status,
+            "Cache-Control": "no-store" if pdf.copy == "current" else "private, max-age=86400",
+        },
     )
 
 

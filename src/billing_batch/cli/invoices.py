@@ -44,6 +44,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     g = isub.add_parser("get", help="print an invoice (by id or number)")
     g.add_argument("id")
     g.add_argument("--pdf", metavar="OUT", help="also write its PDF to OUT")
+    g.add_argument(
+        "--copy",
+        choices=("current", "original"),
+        default="current",
+        help="with --pdf: 'current' (default) states the status now; 'original' is the "
+        "archival copy written at finalization",
+    )
     g.set_defaults(handler=_get)
 
     v = isub.add_parser("void", help="cancel an open or overdue invoice")
@@ -91,11 +98,11 @@ def _get(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     inv = get_invoice(settings, args.id)
     if args.pdf:
-        from ..render import render_pdf
+        from ..render import invoice_pdf
 
         out = Path(args.pdf).expanduser().resolve()
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        data = render_pdf(inv.to_json())
+        data = invoice_pdf(settings, inv, args.copy).data
         with tmp.open("wb") as fh:
             fh.write(data)
             fh.flush()
