@@ -300,25 +300,41 @@ class Lake:
                 con.execute(f"CALL {LAKE}.set_option(?, ?)", [name, value])
 
     def _sqlite_wal(self) -> None:
-        """Put a SQLite catalog in WAL mode (stored in the file): readers then never block
-        the writer's commit, and the writer never blocks readers."""
+        """Create a SQLite catalog in WAL mode (stored in the file): readers then never
+        block the writer's commit, and the writer never blocks readers.
+
+        Only a catalog that does not exist yet, built under a private temporary name and
+        linked into place: Python's ``sqlite3`` never opens the catalog itself. DuckDB
+        reads and writes it through sqlite_scanner, which carries its own SQLite build,
+        and POSIX locks do not exclude each other within one process: two SQLite builds
+        on one file do not see each other's locks. A Python connection closing beside an
+        open DuckDB one checkpoints and deletes the WAL under it ("database disk image is
+        malformed"), and the close drops DuckDB's locks, so another process may write
+        beside it (see ``store.mirror_to_lake`` for the state store's side)."""
         url = self.settings.catalog_url
         if not url.startswith("sqlite:"):
             return
         import sqlite3
 
         path = Path(url.removeprefix("sqlite:"))
+        if path.exists():
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         try:
-            db = sqlite3.connect(path, timeout=30)
+            db = sqlite3.connect(tmp, timeout=30)
             try:
-                mode = db.execute("PRAGMA journal_mode").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA journal_mode = WAL")  # writes the header: page 1
             finally:
                 db.close()
-        except sqlite3.Error as exc:
-            raise LakeError(f"cannot prepare the lake catalog {path}: {exc}") from exc
+            try:
+                os.link(tmp, path)  # atomic: never replaces a catalog created meanwhile
+            except FileExistsError:
+                pass
+        except (sqlite3.Error, OSError) as exc:
+            raise LakeError(f"cannot create the lake catalog {path}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def exists(self) -> bool:
         """Whether the lake's catalog exists (always assumed for non-SQLite catalogs)."""

@@ -11,14 +11,28 @@ in one DuckLake transaction so analysts see invoices next to usage.
 Conventions: amounts are decimal strings in major units (exact), dates ISO strings,
 times ISO 8601 UTC (``...Z``). Write transactions are ``BEGIN IMMEDIATE``: the writer
 lock is taken up front, so a read-then-write inside one transaction is never stale.
+
+**One SQLite build per file.** Only Python's ``sqlite3`` opens ``state.sqlite``; DuckDB
+(whose sqlite_scanner carries its own SQLite build) never does: :func:`mirror_to_lake`
+hands it a private snapshot instead. Two SQLite builds in one process do not see each
+other's locks (POSIX locks are per process, and each build keeps its own table of
+them): a close by one checkpoints and deletes the WAL under the other's open
+transaction, and drops the other's locks, so that another process (the nightly run) can
+write beside a transaction still open here. That is how the API's background mirror,
+attaching this file while request threads wrote it, produced "database disk image is
+malformed" (``tests/test_integrator_sqlite.py``). A connection is used by the thread
+that opened it (``check_same_thread`` on; :func:`opened` per unit of work).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from .config import SQL_DIR, Settings
 from .errors import LakeError
@@ -70,7 +84,7 @@ def connect(settings: Settings) -> sqlite3.Connection:
     path = settings.state_path
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        con = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         con.row_factory = sqlite3.Row
         con.execute("PRAGMA journal_mode = WAL")
         con.execute("PRAGMA synchronous = FULL")
@@ -131,35 +145,66 @@ def opened(settings: Settings) -> Iterator[sqlite3.Connection]:
         con.close()
 
 
+#: Name prefix of the state snapshots :func:`mirror_to_lake` hands DuckDB (in tmp/).
+_MIRROR_COPY = "state-mirror-"
+
+
+def snapshot_copy(settings: Settings, target: Path) -> Path:
+    """A consistent copy of the state store at ``target`` (SQLite's online backup, by
+    this process's one SQLite build), in rollback-journal mode and closed: a private
+    file that another SQLite build (DuckDB's) may then open alone."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        with opened(settings) as src:
+            dst = sqlite3.connect(target, isolation_level=None)
+            try:
+                src.backup(dst)  # one step: one read transaction, a consistent snapshot
+                dst.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                dst.close()
+    except sqlite3.Error as exc:
+        target.unlink(missing_ok=True)
+        raise LakeError(f"cannot snapshot the state store {settings.state_path}: {exc}") from exc
+    return target
+
+
 def mirror_to_lake(settings: Settings, *, reason: str = "mirror state") -> int:
     """Replace the lake's copies of the state tables, in one DuckLake transaction.
 
     Returns the snapshot id. Readers of the lake see either the previous copies or the
-    new ones, never a mix.
+    new ones, never a mix. DuckDB reads a private snapshot of the state store
+    (:func:`snapshot_copy`), never ``state.sqlite`` itself (see the module docstring).
     """
     from .lake import Lake, leading_comment, load_sql, sql_literal
 
     lake = Lake(settings)
-    with opened(settings):
-        pass  # creates/migrates the store so the attach below finds every table
+    name = f"{_MIRROR_COPY}{os.getpid()}-{threading.get_ident()}.sqlite"
     with lake.write_lock():
-        con = lake.connect()
+        # Copies exist only while a mirror holds the write lock: any found now were left
+        # by a mirror that was killed.
+        for stale in settings.tmp_dir.glob(f"{_MIRROR_COPY}*.sqlite"):
+            stale.unlink(missing_ok=True)
+        copy = snapshot_copy(settings, settings.tmp_dir / name)
         try:
-            # the process's lake instance is shared: attach the state for this copy only
-            con.execute(
-                f"ATTACH {sql_literal(str(settings.state_path))} AS state (TYPE sqlite, READ_ONLY)"
-            )
+            con = lake.connect()
             try:
-                with lake.transaction(con, reason):
-                    for name in MIRRORED:
-                        text = load_sql(f"mirror/{name}")
-                        con.execute(f"CREATE OR REPLACE TABLE {name} AS {text}")
-                        con.execute(
-                            f"COMMENT ON TABLE {name} IS {sql_literal(leading_comment(text))}"
-                        )
-                return lake.current_snapshot(con)
+                # the process's lake instance is shared: the copy is attached for this
+                # pass only (the write lock serializes passes)
+                con.execute(f"ATTACH {sql_literal(str(copy))} AS state (TYPE sqlite, READ_ONLY)")
+                try:
+                    with lake.transaction(con, reason):
+                        for table in MIRRORED:
+                            text = load_sql(f"mirror/{table}")
+                            con.execute(f"CREATE OR REPLACE TABLE {table} AS {text}")
+                            con.execute(
+                                f"COMMENT ON TABLE {table} IS {sql_literal(leading_comment(text))}"
+                            )
+                    return lake.current_snapshot(con)
+                finally:
+                    con.execute("USE lake")
+                    con.execute("DETACH state")
             finally:
-                con.execute("USE lake")
-                con.execute("DETACH state")
+                con.close()
         finally:
-            con.close()
+            copy.unlink(missing_ok=True)
