@@ -260,6 +260,32 @@ class Settings(_Model):
     def price_book_path(self) -> Path | None:
         return self._path(self.price_book) if self.price_book else None
 
+    def former_home(self, recorded_data_path: str) -> Path | None:
+        """The home a lake was created in, from the data path its catalog records, when
+        this home keeps its lake inside itself (``[paths] lake`` relative, no ``[lake]
+        data_path``): the recorded path minus the same home-relative part
+        (``/old/home/lake/data/`` for ``lake/data/`` → ``/old/home``). None otherwise
+        (say where it was with ``billing-batch lake relocate --from``)."""
+        if self.lake.data_path or "://" in recorded_data_path:
+            return None
+        try:
+            inside = Path(self.data_path).relative_to(self.home)
+        except ValueError:
+            return None
+        recorded = Path(recorded_data_path)
+        if not recorded.is_absolute() or recorded.parts[-len(inside.parts) :] != inside.parts:
+            return None
+        return Path(*recorded.parts[: -len(inside.parts)])
+
+    def rehome(self, recorded: str, former_home: Path) -> str | None:
+        """A path recorded under ``former_home`` as the same path under this home (None
+        when it was not under the former home: it did not move with it)."""
+        try:
+            inside = Path(recorded).relative_to(former_home)
+        except ValueError:
+            return None
+        return str(self.home / inside)
+
     def metric(self, name: str) -> MetricDef:
         from .errors import UsageQueryError
 

@@ -54,6 +54,12 @@ TABLES: tuple[str, ...] = (
 )
 
 
+#: DuckLake's refusal of an attach whose DATA_PATH differs from the catalog's.
+_DATA_PATH_MISMATCH = re.compile(
+    r'DATA_PATH parameter "(.*?)" does not match existing data path in the catalog "(.*?)"'
+)
+
+
 def extension_directory() -> str:
     """The folder the ``duckdb-ext-*`` wheels install their binaries into."""
     spec = importlib.util.find_spec("duckdb_ext")
@@ -206,7 +212,9 @@ class Lake:
         a second); close them when done. ``create=True`` creates the lake (folders,
         catalog, tables) when missing; ``snapshot=n`` reads the lake as it was at snapshot
         ``n`` (time travel: the same SQL then reads the past). ``read_only`` documents a
-        reader (it never writes); writers take :meth:`write_lock`.
+        reader (it never writes); writers take :meth:`write_lock`. The lake is attached
+        at this home's data path: a home moved or copied elsewhere is refused (LakeError
+        naming ``billing-batch lake relocate``) rather than read where it used to be.
         """
         if not create and not self.exists():
             raise LakeError(f"no lake yet at {self.settings.lake_dir}: ingest something first")
@@ -269,6 +277,14 @@ class Lake:
             self._set_options(con)
         except duckdb.Error as exc:
             con.close()
+            moved = _DATA_PATH_MISMATCH.search(str(exc))
+            if moved:
+                raise LakeError(
+                    f"the lake's catalog records its data at {moved.group(2)}, but this home's "
+                    f"data path is {s.data_path}: this BILLING_HOME was moved or copied (or "
+                    "[lake] data_path changed). Run 'billing-batch lake relocate' to make it "
+                    "this home's lake (nothing is re-ingested)"
+                ) from exc
             raise LakeError(f"cannot attach the lake at {s.catalog_url}: {exc}") from exc
         instance = _Instance(con, s.catalog_url)
         if create:
@@ -279,6 +295,26 @@ class Lake:
             finally:
                 cur.close()
         return instance
+
+    def relocation_connection(self) -> duckdb.DuckDBPyConnection:
+        """A private DuckDB (not the process's shared instance) with the lake attached as
+        ``lake`` at this home's data path even though its catalog records another
+        (``OVERRIDE_DATA_PATH``, for this connection only): for ``relocation`` alone, under
+        the write lock. Close it when done."""
+        s = self.settings
+        if not self.exists():
+            raise LakeError(f"no lake at {s.lake_dir}")
+        con = self._base_connection(job=True)
+        try:
+            con.execute(
+                f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS {LAKE} "
+                f"(DATA_PATH {sql_literal(s.data_path)}, OVERRIDE_DATA_PATH true)"
+            )
+            con.execute(f"USE {LAKE}")
+        except duckdb.Error as exc:
+            con.close()
+            raise LakeError(f"cannot attach the lake at {s.catalog_url}: {exc}") from exc
+        return con
 
     def _set_options(self, con: duckdb.DuckDBPyConnection) -> None:
         """The lake's write options, stored in the catalog: written only when they differ
