@@ -800,12 +800,10 @@ def test_injection_through_workspace_returns_nothing(
                 settings, "usage", "--workspace", attempt, "--metric", "api_calls",
                 "--start", "2024-01-01", "--end", "2024-01-31",
             )  # fmt: skip
-            assert code == 0, attempt
-            assert json.loads(capsys.readouterr().out) == {
-                "metric": "api_calls",
-                "total": 0,
-                "breakdown": [],
-            }, attempt
+            # refused by the workspace id rule (ids.check_workspace_id) before any query
+            assert code == 2, attempt
+            out = capsys.readouterr()
+            assert out.out == "" and "invalid --workspace" in out.err, attempt
             jan = (D("2024-01-01"), D("2024-01-31"))
             assert period_quantities(con, *jan, workspace_id=attempt) == {}
             assert daily_quantities(con, attempt, *jan) == []
