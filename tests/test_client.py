@@ -223,3 +223,43 @@ def test_transport_failures_and_odd_answers() -> None:
     r = httpx.Response(418, json={"error": {"code": "teapot", "message": "short and stout"}})
     err = error_from_response(r)
     assert isinstance(err, ApiError) and err.code == "teapot" and err.status == 418
+
+
+def test_the_seeds_flow_through_the_sdk(
+    server: tuple[str, Settings],
+    billing: BillingClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """createInvoice (draft) then payInvoice with the workspace's own key: the draft is
+    finalized and paid; the seed's pm_card_123 comes back as PaymentRefusedError with
+    Stripe's code; the PDF's current and original copies differ after payment."""
+    import subprocess
+
+    from billing_batch.errors import PaymentRefusedError
+    from tests.fake_stripe import FakeStripe, FakeStripeServer
+
+    _, settings = server
+    seed_usage(settings, tmp_path)
+    draft = billing.create_invoice("ws_a", "2024-01-01", "2024-01-31")
+    assert draft["status"] == "draft"
+    fake = FakeStripe(api_key="sk_test_fake")
+    with FakeStripeServer(fake) as stripe_server:
+        monkeypatch.setenv("STRIPE_API_KEY", "sk_test_fake")
+        monkeypatch.setenv("STRIPE_API_BASE", stripe_server.url)
+        with pytest.raises(PaymentRefusedError) as refused:
+            billing.pay_invoice(draft["id"], payment_method="pm_card_123")
+        assert refused.value.stripe_code == "resource_missing"
+        assert refused.value.param == "paymentMethod"
+        paid = billing.pay_invoice(draft["id"], payment_method="pm_card_visa")
+    assert paid["succeeded"] is True and paid["invoice"]["status"] == "paid"
+    assert len(fake.charges) == 1
+
+    def text(data: bytes) -> str:
+        path = tmp_path / "x.pdf"
+        path.write_bytes(data)
+        out = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True)
+        return " ".join(out.stdout.split())
+
+    assert "paid on" in text(billing.download_invoice_pdf(draft["id"]))
+    assert "awaiting payment" in text(billing.download_invoice_pdf(draft["id"], copy="original"))

@@ -109,7 +109,11 @@ def error_from_response(response: httpx.Response) -> BillingError:
             [EventError(int(e["index"]), str(e["reason"])) for e in detail.get("errors", [])],
         )
     if code == errors.PaymentDeclinedError.code:
-        return errors.PaymentDeclinedError(message, decline_code=detail.get("declineCode"))
+        return errors.PaymentDeclinedError(
+            message, decline_code=detail.get("declineCode"), stripe_code=detail.get("stripeCode")
+        )
+    if detail.get("type") == errors.PaymentRefusedError.code:  # code: Stripe's own
+        return errors.PaymentRefusedError(message, stripe_code=code, param=detail.get("param"))
     cls = _BY_CODE.get(code)
     if cls is not None:
         return cls(message)
@@ -338,12 +342,16 @@ class BillingClient:
         )
         return result
 
-    def download_invoice_pdf(self, id: str, path: str | Path | None = None) -> bytes:
-        """The invoice's PDF; also written to ``path`` (atomically, its folder created)
-        when given."""
+    def download_invoice_pdf(
+        self, id: str, path: str | Path | None = None, *, copy: str = "current"
+    ) -> bytes:
+        """The invoice's PDF (``copy="current"``: its status now; ``"original"``: the
+        archival copy written at finalization); also written to ``path`` (atomically,
+        its folder created) when given."""
         response = self._send(
             "GET",
             f"/v1/billing/invoices/{_segment(id)}/pdf",
+            params={"copy": copy},
             headers={"Accept": "application/pdf"},
         )
         data = response.content
