@@ -5,9 +5,10 @@ This module is the Stripe boundary: the one place that builds the Stripe client
 Stripe's errors into the project's exception tree (:func:`map_stripe_error`, used by one
 call wrapper). Design and the crash-safety argument: ``docs/payments.md``.
 
-* :func:`pay_invoice` charges one ``open`` or ``overdue`` invoice: a PaymentIntent created
-  and confirmed off-session for the workspace's Stripe customer, for the invoice total in
-  the currency's minor units, with the invoice id, number and workspace in its metadata.
+* :func:`pay_invoice` charges one ``open`` or ``overdue`` invoice (a ``draft`` is finalized
+  first, as on Stripe): a PaymentIntent created and confirmed off-session for the
+  workspace's Stripe customer, for the invoice total in the currency's minor units, with
+  the invoice id, number and workspace in its metadata.
 * Every attempt is a row of ``payment_attempts``, committed as ``pending`` BEFORE the
   Stripe call (key ``invoice-<id>-attempt-<n>``) and completed after it, in the same
   transaction as the invoice's move to ``paid`` or the ``billing.invoice.payment_failed``
@@ -1279,15 +1280,18 @@ def pay_invoice(
     now: datetime | None = None,
     http_client: stripe.HTTPClient | None = None,
 ) -> PaymentResult:
-    """Charge an ``open`` or ``overdue`` invoice (by id or number) through Stripe.
+    """Charge an ``open`` or ``overdue`` invoice (by id or number) through Stripe; a
+    ``draft`` is finalized first, then charged (Stripe's convention; ``finalized`` on
+    the result).
 
     ``payment_method`` (``pm_...``) defaults to the workspace's ``default_payment_method``
     in the price book, else the one its last attempt used. A declined card, a
-    ``requires_action`` or a transient failure is recorded and returned (``succeeded``
-    False); a pending or unanswered earlier attempt is resolved first and its result
-    returned. Raises :class:`StateError` (draft, void, paid), :class:`InputError` (no
-    payment method), :class:`StripeNotConfiguredError` (no key, or a key Stripe
-    rejects), :class:`NotFoundError`."""
+    ``requires_action``, a refused request (an unknown payment method) or a transient
+    failure is recorded and returned (``succeeded`` False; ``error()`` says which); a
+    pending or unanswered earlier attempt is resolved first and its result returned.
+    Raises :class:`StateError` (void, paid), :class:`NoPaymentMethodError`,
+    :class:`StripeNotConfiguredError` (no key, or a key Stripe rejects),
+    :class:`NotFoundError`."""
     with _charger(settings, now, http_client) as charger:
         return charger.pay(invoice_id, payment_method)
 

@@ -22,7 +22,8 @@ amounts and quantities are exact JSON numbers (`550`, `12.34`).
 **Authentication**: `Authorization: Bearer <key>` (or `X-API-Key: <key>`). A workspace key
 sees and acts on its own workspace only (another workspace's invoice, PDF, usage or
 subscription is 404; a write naming another workspace is 403); a finance/admin key sees
-all, and alone may finalize, void and manage subscriptions.
+all, and alone may finalize, void and manage subscriptions. As on Stripe, paying a draft
+finalizes it first, so a workspace key can create an invoice and pay it.
 
 **Errors**: `{"error": {"code": "...", "message": "..."}}` with a stable `code`, always.
 
