@@ -6,10 +6,11 @@ Python's ``sqlite3`` is another. POSIX locks do not exclude each other within on
 process, and each build keeps its own table of them, so two builds on one file in one
 process do not see each other: a close by one checkpoints and deletes the WAL under the
 other's open transaction, and drops the other's locks, letting another process write
-beside it. The API process had both on both files: the mirror thread's
-``lake._sqlite_wal`` opened and closed the DuckLake catalog with Python's sqlite3 beside
-requests reading the lake through DuckDB, and ``store.mirror_to_lake`` attached
-``state.sqlite`` to DuckDB beside request threads writing it with Python's sqlite3.
+beside it. The API process had both on both files: ``lake._sqlite_wal`` opened and
+closed the DuckLake catalog with Python's sqlite3 (on every writable connect, then on
+every new lake instance) beside requests reading the lake through DuckDB, and
+``store.mirror_to_lake`` attached ``state.sqlite`` to DuckDB beside request threads
+writing it with Python's sqlite3.
 """
 
 from __future__ import annotations
@@ -48,44 +49,55 @@ def _other_process_can_write(path: Path) -> bool:
     return out.stdout.startswith("got the write lock")
 
 
-def test_the_lake_catalog_survives_a_connect_beside_an_open_lake_transaction(
+def test_the_lake_catalog_survives_another_instance_beside_an_open_lake_transaction(
     settings: Settings,
 ) -> None:
-    """A request's read-only lake connection inside a transaction (DuckDB's SQLite holds
-    a read snapshot of the catalog), a writer committing beside it, then another
-    ``Lake.connect()`` in the same process (the API's mirror thread). Before: that
-    connect opened and closed the catalog with Python's sqlite3, which checkpointed and
-    deleted the WAL under DuckDB's snapshot, and the next attach failed ("disk I/O
-    error"; "database disk image is malformed" mid-query)."""
+    """A request's lake connection inside a transaction (DuckDB's SQLite holds a read
+    snapshot of the catalog), a writer committing beside it, then another lake instance
+    opened in the same process (other settings: another memory limit, or one evicted
+    from the instance cache and opened again). Before: opening an instance opened and
+    closed the catalog with Python's sqlite3 (``_sqlite_wal``), which checkpointed and
+    deleted the WAL under DuckDB's snapshot ("disk I/O error" on the next attach;
+    "database disk image is malformed" mid-query)."""
+    from billing_batch.lake import close_connections
+
+    close_connections()
     lake = Lake(settings)
     lake.connect().close()
     catalog = settings.lake_dir / "catalog.sqlite"
-    holder = lake.connect(read_only=True)
-    writer = lake.connect()
+    holder = lake.connect()
     try:
         holder.execute("BEGIN TRANSACTION")
         assert holder.execute("SELECT count(*) FROM rollup_log").fetchone() == (0,)
-        for i in range(150):
-            writer.execute(
-                "INSERT INTO rollup_log VALUES (?, [DATE '2024-01-01'], now(), ?)", [f"i{i}", i]
-            )
+        writer = lake.connect()
+        try:
+            for i in range(150):
+                writer.execute(
+                    "INSERT INTO rollup_log VALUES (?, [DATE '2024-01-01'], now(), ?)",
+                    [f"i{i}", i],
+                )
+        finally:
+            writer.close()
         wal = Path(f"{catalog}-wal")
         assert wal.exists()
         size = wal.stat().st_size
-        lake.connect().close()  # the mirror thread's connect, in this same process
-        assert wal.exists() and wal.stat().st_size >= size  # nobody checkpointed under us
-        # the snapshot still reads as it was, and the lake still opens and reads
+        other = settings.model_copy(
+            update={"lake": settings.lake.model_copy(update={"memory_limit": "300MB"})}
+        )
+        second = Lake(other).connect()  # a second instance, in this same process
+        try:
+            assert wal.exists() and wal.stat().st_size >= size  # nobody checkpointed under us
+            assert second.execute("SELECT count(*) FROM rollup_log").fetchone() == (150,)
+        finally:
+            second.close()
+        # the snapshot still reads as it was
         assert holder.execute("SELECT count(*) FROM rollup_log").fetchone() == (0,)
         holder.execute("COMMIT")
-        again = lake.connect(read_only=True)
-        try:
-            assert again.execute("SELECT count(*) FROM rollup_log").fetchone() == (150,)
-        finally:
-            again.close()
+        assert holder.execute("SELECT count(*) FROM rollup_log").fetchone() == (150,)
     finally:
         holder.close()
-        writer.close()
-    with sqlite3.connect(catalog) as db:  # every DuckDB connection is closed now
+    close_connections()  # every DuckDB handle on the catalog closed: Python may look now
+    with sqlite3.connect(catalog) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
