@@ -37,7 +37,7 @@ from typing import Any
 from . import store
 from .config import Settings
 from .errors import BillingError, InputError, NotFoundError, StateError
-from .ids import new_id
+from .ids import check_workspace_id, new_id
 from .invoicing import ledger
 from .invoicing.planner import PlannedInvoice, plan_invoices
 from .invoicing.positions import Positions, load_positions
@@ -593,6 +593,7 @@ def create_invoices(
             slots: list[PlannedInvoice | BillingError] = []
             for ws, start, end in requests:
                 try:
+                    check_workspace_id(ws)
                     slots.append(PlannedInvoice(ws, period_for(subs.get(ws, []), start, end)))
                 except BillingError as exc:
                     slots.append(exc)

@@ -67,6 +67,7 @@ from .errors import (
     StaleUsageError,
     UsageQueryError,
 )
+from .ids import check_workspace_id
 from .lake import LAKE, Lake, check_read_only_sql, load_sql, run_query, run_sql
 
 log = logging.getLogger(__name__)
@@ -550,6 +551,7 @@ def get_usage(
     date first, or :class:`StaleUsageError` says why it cannot be. ``refresh=False`` skips
     that (the caller has just refreshed it). ``con`` reuses a job connection.
     """
+    check_workspace_id(workspace_id, error=UsageQueryError)
     start_d = _as_date(start, "start")
     end_d = _as_date(end, "end")
     _check_range(start_d, end_d)
