@@ -55,9 +55,9 @@ def main() -> int:
     parser.add_argument("--home", help="an existing BILLING_HOME with a month of events")
     args = parser.parse_args()
     import billing_batch
-    from billing_batch.config import load_settings
+    from billing_batch.config.settings import load_settings
     from billing_batch.ingest import ingest
-    from billing_batch.sample import generate
+    from billing_batch.usage.sample import generate
 
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="bench-late-"))
     settings = load_settings(env={**os.environ, "BILLING_HOME": str(home)})

@@ -62,7 +62,7 @@ def _generate(folder: Path, events: int, seed: int) -> dict[str, Any]:
         out = folder / f"m{k:02d}"
         # a child per month: the generator's peak memory is returned to the OS each time
         code = (
-            "import json, sys; from billing_batch.sample import generate; "
+            "import json, sys; from billing_batch.usage.sample import generate; "
             f"r = generate({str(out)!r}, month={month!r}, workspaces=500, events={n}, "
             f"seed={seed + k}); print(json.dumps(r.__dict__))"
         )
@@ -91,7 +91,7 @@ def _files(folder: Path) -> list[str]:
 
 # --- contenders (run as children) ----------------------------------------------------
 def child_ingest(home: str, paths: list[str]) -> dict[str, Any]:
-    from billing_batch.config import load_settings
+    from billing_batch.config.settings import load_settings
     from billing_batch.ingest import ingest
 
     env = {**os.environ, "BILLING_HOME": home}
@@ -216,7 +216,7 @@ def _reingest(data_dir: Path, folder: Path, home: Path, info: dict[str, Any]) ->
         dst = again / f"again-{src.name}"
         shutil.copyfile(src, dst)
     code = (
-        "from billing_batch.sample import generate; "
+        "from billing_batch.usage.sample import generate; "
         f"r = generate({str(again / 'fresh')!r}, month='2030-01', workspaces=50, "
         "events=100000, seed=99, retry_rate=0, bad_lines=0); print(r.events)"
     )

@@ -36,7 +36,7 @@ def sample(data_dir: Path, events: int, workspaces: int) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     code = (
-        "import sys; from billing_batch.sample import generate; "
+        "import sys; from billing_batch.usage.sample import generate; "
         "generate(sys.argv[1], month='2024-01', events=int(sys.argv[2]), "
         "workspaces=int(sys.argv[3]), seed=11, bad_lines=25)"
     )

@@ -23,9 +23,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from billing_batch import render
-from billing_batch.config import TEMPLATES_DIR
-from billing_batch.pricing import line_description, read_price_book, totals
+from billing_batch.config.settings import TEMPLATES_DIR
+from billing_batch.documents import render
+from billing_batch.rating.prices import line_description, read_price_book, totals
 
 METRICS = {
     "api_calls": ("API Calls", "calls"),

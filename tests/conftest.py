@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from billing_batch.config import Settings, load_settings
+from billing_batch.config.settings import Settings, load_settings
 
 # Nothing a test does may touch the developer's own data or Prefect home.
 os.environ.pop("BILLING_HOME", None)

@@ -21,14 +21,14 @@ import duckdb
 import pytest
 
 import billing_batch
-from billing_batch import store
-from billing_batch.analyst import analyst_init_sql
-from billing_batch.config import Settings, load_settings
+from billing_batch.config.settings import Settings, load_settings
 from billing_batch.ingest import ingest
-from billing_batch.lake import extension_directory
-from billing_batch.nightly import close_periods
-from billing_batch.sample import generate
-from billing_batch.usage import refresh_rollup
+from billing_batch.nightly.steps import close_periods
+from billing_batch.storage import state as store
+from billing_batch.storage.analyst import analyst_init_sql
+from billing_batch.storage.lake import extension_directory
+from billing_batch.usage.queries import refresh_rollup
+from billing_batch.usage.sample import generate
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "analysts.md"
 VENV_BIN = Path(sys.executable).parent

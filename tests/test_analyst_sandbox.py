@@ -21,15 +21,15 @@ import duckdb
 import pytest
 
 import billing_batch
-from billing_batch import store
-from billing_batch.analyst import analyst_init_sql
+from billing_batch._core.errors import InputError
 from billing_batch.cli import main as cli_main
-from billing_batch.config import Settings, load_settings
-from billing_batch.errors import InputError
+from billing_batch.config.settings import Settings, load_settings
 from billing_batch.ingest import ingest
-from billing_batch.lake import Lake
-from billing_batch.sample import generate
-from billing_batch.usage import analyst_query, refresh_rollup
+from billing_batch.storage import state as store
+from billing_batch.storage.analyst import analyst_init_sql
+from billing_batch.storage.lake import Lake
+from billing_batch.usage.queries import analyst_query, refresh_rollup
+from billing_batch.usage.sample import generate
 
 BB = str(Path(sys.executable).with_name("billing-batch"))
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "analysts.md"

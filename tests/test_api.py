@@ -29,18 +29,18 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from billing_batch import invoices
+from billing_batch._core.errors import ConfigError, LakeError, LockedError
+from billing_batch._core.jsonutil import loads
 from billing_batch.api import create_app, models
 from billing_batch.api.auth import KeyRing, hash_key
 from billing_batch.api.deps import LakeMirror
 from billing_batch.cli import main as cli_main
-from billing_batch.config import ApiKey, ApiSettings, Settings, load_settings
-from billing_batch.errors import ConfigError, LakeError, LockedError
+from billing_batch.config.settings import ApiKey, ApiSettings, Settings, load_settings
 from billing_batch.ingest import ingest
-from billing_batch.jsonutil import loads
-from billing_batch.lake import Lake
-from billing_batch.recording import MAX_BODY_BYTES, MAX_EVENTS
-from billing_batch.usage import refresh_rollup
+from billing_batch.invoicing import service as invoices
+from billing_batch.storage.lake import Lake
+from billing_batch.usage.queries import refresh_rollup
+from billing_batch.usage.recording import MAX_BODY_BYTES, MAX_EVENTS
 from tests.conftest import event, write_log
 
 ADMIN = "bbk_test_admin"

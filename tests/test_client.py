@@ -12,6 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from billing_batch._core.errors import (
+    InputError,
+    NotFoundError,
+    PaymentDeclinedError,
+    StateError,
+    StripeNotConfiguredError,
+    SubscriptionError,
+    UsageQueryError,
+)
 from billing_batch.api import create_app
 from billing_batch.client import (
     ApiConnectionError,
@@ -22,19 +31,10 @@ from billing_batch.client import (
     PermissionDeniedError,
     error_from_response,
 )
-from billing_batch.config import Settings
-from billing_batch.errors import (
-    InputError,
-    NotFoundError,
-    PaymentDeclinedError,
-    StateError,
-    StripeNotConfiguredError,
-    SubscriptionError,
-    UsageQueryError,
-)
+from billing_batch.config.settings import Settings
 from billing_batch.ingest import ingest
-from billing_batch.recording import InvalidUsageError
-from billing_batch.usage import refresh_rollup
+from billing_batch.usage.queries import refresh_rollup
+from billing_batch.usage.recording import InvalidUsageError
 from tests.test_api import ADMIN, KEY_A, KEY_B, live_server, seed_usage, with_keys
 
 
@@ -236,7 +236,7 @@ def test_the_seeds_flow_through_the_sdk(
     Stripe's code; the PDF's current and original copies differ after payment."""
     import subprocess
 
-    from billing_batch.errors import PaymentRefusedError
+    from billing_batch._core.errors import PaymentRefusedError
     from tests.fake_stripe import FakeStripe, FakeStripeServer
 
     _, settings = server

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from billing_batch.config import load_settings, parse_date
-from billing_batch.errors import ConfigError, InputError
+from billing_batch._core.errors import ConfigError, InputError
+from billing_batch.config.settings import load_settings, parse_date
 
 
 def test_defaults_resolve_under_home(tmp_path: Path) -> None:

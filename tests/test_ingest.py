@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from billing_batch._core.errors import IngestError
 from billing_batch.cli import main as cli_main
-from billing_batch.config import Settings
-from billing_batch.errors import IngestError
+from billing_batch.config.settings import Settings
 from billing_batch.ingest import ingest
-from billing_batch.lake import Lake
+from billing_batch.storage.lake import Lake
 from tests.conftest import event, random_events, write_log
 
 
@@ -258,7 +258,7 @@ def test_same_file_under_another_name_adds_nothing(settings: Settings, tmp_path:
     assert q(settings, "SELECT count(*), sum(quantity) FROM events") == [(3, Decimal(1010))]
     # and both names in one call: the second is a duplicate of the first
     settings2_home = tmp_path / "home2"
-    from billing_batch.config import load_settings
+    from billing_batch.config.settings import load_settings
 
     s2 = load_settings(env={"BILLING_HOME": str(settings2_home)})
     r2 = ingest(s2, [a, b])
@@ -313,7 +313,7 @@ def test_landing_folder_only_new_files(settings: Settings) -> None:
 
 
 def test_every_line_accounted_for_on_a_sample(settings: Settings, tmp_path: Path) -> None:
-    from billing_batch.sample import generate
+    from billing_batch.usage.sample import generate
 
     rep = generate(tmp_path / "s", workspaces=5, events=20_000, seed=3, bad_lines=7)
     r = ingest(settings, [tmp_path / "s"])
@@ -372,7 +372,7 @@ def test_crash_mid_write_then_rerun(settings: Settings, tmp_path: Path, crash_at
 
 
 def _ingest_in_process(home: str, path: str) -> dict[str, Any]:
-    from billing_batch.config import load_settings as ls
+    from billing_batch.config.settings import load_settings as ls
 
     return ingest(ls(env={"BILLING_HOME": home}), [path]).to_dict()
 
@@ -526,7 +526,7 @@ def test_large_ingest_paths_give_the_same_result(
     monkeypatch.setattr(m, "_HASH_BUCKET_ROWS", 37)
     monkeypatch.setattr(m, "_SORT_ROWS", 50)
     monkeypatch.setattr(m, "_MAX_SORT_GROUPS", 100)
-    from billing_batch.config import load_settings
+    from billing_batch.config.settings import load_settings
 
     s2 = load_settings(env={"BILLING_HOME": str(tmp_path / "home2")})
     two = ingest(s2, [a, b]).to_dict()

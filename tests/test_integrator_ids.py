@@ -13,18 +13,18 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from billing_batch.api import models
-from billing_batch.cli import main
-from billing_batch.config import Settings
-from billing_batch.errors import InputError, SubscriptionError
-from billing_batch.ids import (
+from billing_batch._core.errors import InputError, SubscriptionError
+from billing_batch._core.ids import (
     WORKSPACE_ID_PATTERN,
     WORKSPACE_ID_RULE,
     check_workspace_id,
     is_workspace_id,
 )
-from billing_batch.recording import validate_lines
-from billing_batch.subscriptions import create_subscription
+from billing_batch.api import models
+from billing_batch.cli import main
+from billing_batch.config.settings import Settings
+from billing_batch.subscriptions.service import create_subscription
+from billing_batch.usage.recording import validate_lines
 
 from .conftest import event
 

@@ -7,8 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing_batch import money, pricing
-from billing_batch.errors import InputError, PriceBookError
+from billing_batch._core import money
+from billing_batch._core.errors import InputError, PriceBookError
+from billing_batch.rating import prices as pricing
 
 REFUSED = [
     ("1e-2", "not a plain decimal"),

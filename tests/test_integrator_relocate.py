@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from billing_batch.cli import main
-from billing_batch.config import load_settings
+from billing_batch.config.settings import load_settings
 
 from .conftest import event, write_log
 
@@ -170,8 +170,8 @@ def test_a_copied_home_is_relocated_without_reingesting(
     assert code == 0, err
     assert out_pdf.read_bytes() == (copy / "invoices" / f"{jan['number']}.pdf").read_bytes()
     settings = load_settings(home=copy, env={"BILLING_LAKE_MEMORY_LIMIT": "512MB"})
-    from billing_batch.invoices import get_invoice
-    from billing_batch.nightly import close_periods, publish_files
+    from billing_batch.invoicing.service import get_invoice
+    from billing_batch.nightly.steps import close_periods, publish_files
 
     assert get_invoice(settings, jan["id"]).pdf_path == str(
         copy / "invoices" / f"{jan['number']}.pdf"

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from billing_batch import store
-from billing_batch.config import Settings, load_settings
-from billing_batch.lake import Lake
+from billing_batch.config.settings import Settings, load_settings
+from billing_batch.storage import state as store
+from billing_batch.storage.lake import Lake
 
 _TRY_WRITE = """
 import sqlite3, sys
@@ -59,7 +59,7 @@ def test_the_lake_catalog_survives_another_instance_beside_an_open_lake_transact
     closed the catalog with Python's sqlite3 (``_sqlite_wal``), which checkpointed and
     deleted the WAL under DuckDB's snapshot ("disk I/O error" on the next attach;
     "database disk image is malformed" mid-query)."""
-    from billing_batch.lake import close_connections
+    from billing_batch.storage.lake import close_connections
 
     close_connections()
     lake = Lake(settings)
@@ -173,8 +173,9 @@ from datetime import date
 from pathlib import Path
 from billing_batch.config import load_settings
 from billing_batch.ingest import ingest
-from billing_batch.usage import refresh_rollup
-from billing_batch import invoices, store
+from billing_batch.usage.queries import refresh_rollup
+from billing_batch.invoicing import service as invoices
+from billing_batch.storage import state as store
 home, seconds = Path(sys.argv[1]), float(sys.argv[2])
 settings = load_settings(home=home, env={"BILLING_LAKE_MEMORY_LIMIT": "256MB"})
 end, n, errors = time.time() + seconds, 0, []
@@ -209,7 +210,7 @@ def test_concurrent_api_requests_and_a_nightly_writer(tmp_path: Path) -> None:
     import httpx
 
     from billing_batch.ingest import ingest
-    from billing_batch.usage import refresh_rollup
+    from billing_batch.usage.queries import refresh_rollup
 
     home = tmp_path / "home"
     home.mkdir()

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from billing_batch import store
-from billing_batch.config import Settings, load_settings
-from billing_batch.errors import InputError, NotFoundError, StateError
+from billing_batch._core.errors import InputError, NotFoundError, StateError
+from billing_batch._core.jsonutil import dumps, loads
+from billing_batch.config.settings import Settings, load_settings
 from billing_batch.ingest import ingest
-from billing_batch.invoices import (
+from billing_batch.invoicing.service import (
     create_invoice,
     explain_invoice,
     finalize_invoice,
@@ -28,14 +28,14 @@ from billing_batch.invoices import (
     transition,
     void_invoice,
 )
-from billing_batch.jsonutil import dumps, loads
-from billing_batch.pricing import default_price_book_text
-from billing_batch.subscriptions import (
+from billing_batch.rating.prices import default_price_book_text
+from billing_batch.storage import state as store
+from billing_batch.subscriptions.service import (
     cancel_subscription,
     change_subscription,
     create_subscription,
 )
-from billing_batch.usage import refresh_rollup
+from billing_batch.usage.queries import refresh_rollup
 from tests.conftest import event, write_log
 
 GOLDEN = Path(__file__).parent / "golden"

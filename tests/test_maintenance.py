@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from billing_batch import store
+from billing_batch._core.errors import InputError
 from billing_batch.cli import main as cli_main
-from billing_batch.config import Settings
-from billing_batch.errors import InputError
+from billing_batch.config.settings import Settings
 from billing_batch.ingest import ingest
-from billing_batch.invoices import create_invoice, finalize_invoice
-from billing_batch.lake import Lake
-from billing_batch.maintenance import expire_lake_snapshots, pinned_snapshots
-from billing_batch.usage import refresh_rollup
+from billing_batch.invoicing.service import create_invoice, finalize_invoice
+from billing_batch.storage import state as store
+from billing_batch.storage.lake import Lake
+from billing_batch.storage.maintenance import expire_lake_snapshots, pinned_snapshots
+from billing_batch.usage.queries import refresh_rollup
 from tests.conftest import event, write_log
 
 NOW = datetime(2024, 2, 1, 9, 30, tzinfo=UTC)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing_batch import money
-from billing_batch.errors import InputError
+from billing_batch._core import money
+from billing_batch._core.errors import InputError
 
 D = Decimal
 
@@ -139,7 +139,7 @@ def test_half_up_is_symmetric(amount: Decimal, currency: str) -> None:
 
 
 def test_new_ids_sort_in_creation_order() -> None:
-    from billing_batch.ids import new_id
+    from billing_batch._core.ids import new_id
 
     ids = [new_id("inv") for _ in range(20_000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)

@@ -21,14 +21,14 @@ from typing import Any
 
 import pytest
 
-from billing_batch import store
 from billing_batch.cli import main as cli_main
-from billing_batch.config import Settings, load_settings
-from billing_batch.nightly import run_lock
-from billing_batch.pricing import default_price_book_text
-from billing_batch.sample import generate
-from billing_batch.subscriptions import create_subscription
-from billing_batch.webhooks import verify
+from billing_batch.config.settings import Settings, load_settings
+from billing_batch.nightly.steps import run_lock
+from billing_batch.rating.prices import default_price_book_text
+from billing_batch.storage import state as store
+from billing_batch.subscriptions.service import create_subscription
+from billing_batch.usage.sample import generate
+from billing_batch.webhooks.delivery import verify
 from tests.fake_stripe import FakeStripe, FakeStripeServer
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -187,7 +187,7 @@ def test_month_close_end_to_end_then_rerun_changes_nothing(
     assert len(stripe_env.charges) == 5 and len(receiver.received) == delivered
     assert {p.name: p.read_bytes() for p in settings.invoices_dir.glob("*.pdf")} == pdf_bytes
     # the analysts see the invoices beside the usage
-    from billing_batch.lake import Lake
+    from billing_batch.storage.lake import Lake
 
     con = Lake(settings).analyst_connection()
     try:
@@ -223,7 +223,7 @@ def test_a_failing_workspace_does_not_stop_the_others(
 HOLD_RUN_LOCK = """\
 import sys
 from billing_batch.config import load_settings
-from billing_batch.nightly import run_lock
+from billing_batch.nightly.steps import run_lock
 with run_lock(load_settings(env={"BILLING_HOME": sys.argv[1]})):
     print("held", flush=True)
     sys.stdin.read()
@@ -302,7 +302,7 @@ def test_a_step_that_raises_still_writes_the_run_summary(
 
 
 def test_served_deployment_has_the_configured_cron(tmp_path: Path) -> None:
-    from billing_batch.schedule import build_deployment
+    from billing_batch.nightly.schedule import build_deployment
 
     home = tmp_path / "home"
     home.mkdir()

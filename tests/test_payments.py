@@ -18,9 +18,7 @@ from typing import Any
 import pytest
 import stripe
 
-from billing_batch import invoices, payments, pricing, store
-from billing_batch.config import Settings, load_settings
-from billing_batch.errors import (
+from billing_batch._core.errors import (
     BillingError,
     ConfigError,
     InputError,
@@ -32,8 +30,13 @@ from billing_batch.errors import (
     StateError,
     StripeNotConfiguredError,
 )
-from billing_batch.jsonutil import dumps, loads
-from billing_batch.payments import PaymentResult, idempotency_key
+from billing_batch._core.jsonutil import dumps, loads
+from billing_batch.config.settings import Settings, load_settings
+from billing_batch.invoicing import service as invoices
+from billing_batch.payments.charging import PaymentResult, idempotency_key
+from billing_batch.payments import charging as payments
+from billing_batch.rating import prices as pricing
+from billing_batch.storage import state as store
 
 from .fake_stripe import (
     TEST_CARDS,
@@ -104,7 +107,7 @@ def invoice_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for January and February of every workspace, and March drafts. Each test gets a
     copy of the state store (the lake is only read, by rating, here)."""
     from billing_batch.ingest import ingest
-    from billing_batch.usage import refresh_rollup
+    from billing_batch.usage.queries import refresh_rollup
 
     from .conftest import event, write_log
 
@@ -746,7 +749,7 @@ def test_process_killed_between_charge_and_record(
         """
         import os, sys
         import stripe
-        from billing_batch import payments
+        from billing_batch.payments import charging as payments
         from billing_batch.config import load_settings
 
         class Killed(stripe.RequestsClient):
@@ -1218,7 +1221,7 @@ def test_nightly_charge_without_payment_method_is_not_a_failure(
 ) -> None:
     """Workspaces without default_payment_method are listed ("not charged: no payment
     method", count and invoice numbers) and are not failures; a real decline still is."""
-    from billing_batch.nightly import RunSummary, charge
+    from billing_batch.nightly.steps import RunSummary, charge
 
     _void_all_but(psettings, {"ws_123", "ws_nopm"})
     nopm = [
@@ -1260,7 +1263,7 @@ def test_rerun_is_noop_for_dunning(
     """Issue 13, defect 7: rerunning the nightly charge step for the same run date (same
     business time) makes no new attempt and records no new event, whatever the dunning
     schedule; a later run does retry once a retry is due, once."""
-    from billing_batch.nightly import charge
+    from billing_batch.nightly.steps import charge
 
     monkeypatch.setenv("BILLING_PAYMENTS_DUNNING_SCHEDULE_DAYS", schedule)
     settings = load_settings()

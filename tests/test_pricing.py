@@ -19,10 +19,10 @@ from hypothesis import assume, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from billing_batch import jsonutil, money
-from billing_batch.config import DEFAULT_METRICS, Settings, load_settings
-from billing_batch.errors import InputError, PriceBookError
-from billing_batch.pricing import (
+from billing_batch._core import jsonutil, money
+from billing_batch._core.errors import InputError, PriceBookError
+from billing_batch.config.settings import DEFAULT_METRICS, Settings, load_settings
+from billing_batch.rating.prices import (
     MetricPrice,
     PriceBook,
     Tier,

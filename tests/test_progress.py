@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from billing_batch import progress as progress_mod
-from billing_batch.progress import progress
+from billing_batch._core import progress as progress_mod
+from billing_batch._core.progress import progress
 
 
 def test_milestones_every_tenth_then_done(

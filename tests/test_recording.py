@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from billing_batch.config import Settings
-from billing_batch.errors import InputError
+from billing_batch._core.errors import InputError
+from billing_batch.config.settings import Settings
 from billing_batch.ingest import ingest
-from billing_batch.lake import Lake
-from billing_batch.recording import (
+from billing_batch.storage.lake import Lake
+from billing_batch.usage.recording import (
     MAX_EVENTS,
     InvalidUsageError,
     prepare_usage,

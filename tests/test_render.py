@@ -19,9 +19,10 @@ from typing import Any
 import pypdf
 import pytest
 
-from billing_batch import jsonutil, render
-from billing_batch.config import TEMPLATES_DIR
-from billing_batch.errors import RenderError
+from billing_batch._core import jsonutil
+from billing_batch._core.errors import RenderError
+from billing_batch.config.settings import TEMPLATES_DIR
+from billing_batch.documents import render
 
 D = Decimal
 HOSTILE = '<img src="file:///etc/passwd">'

@@ -6,9 +6,9 @@ from datetime import date
 
 import pytest
 
-from billing_batch.config import Settings
-from billing_batch.errors import NotFoundError, SubscriptionError
-from billing_batch.subscriptions import (
+from billing_batch._core.errors import NotFoundError, SubscriptionError
+from billing_batch.config.settings import Settings
+from billing_batch.subscriptions.service import (
     Subscription,
     billing_periods,
     cancel_subscription,

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from billing_batch.config import load_settings
-from billing_batch.locking import file_lock
-from billing_batch.nightly import run_lock
+from billing_batch.config.settings import load_settings
+from billing_batch.nightly.steps import run_lock
+from billing_batch.storage.locking import file_lock
 from tests.unattended_support import (
     have_proc,
     marked_processes,
@@ -125,8 +125,8 @@ RENDER_PARENT = textwrap.dedent(
     """\
     import sys, time
     from pathlib import Path
-    from billing_batch import render
-    from billing_batch.locking import file_lock
+    from billing_batch.documents import render
+    from billing_batch.storage.locking import file_lock
     from tests.test_render import invoice
 
     out = Path(sys.argv[1])

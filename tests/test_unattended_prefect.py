@@ -121,8 +121,8 @@ def test_a_server_that_never_answers_fails_clearly_and_is_stopped(tmp_path: Path
     assert "Traceback" not in text
     wait_for_no_survivors(marker, timeout=30)
     # the lock went with the run: the next run is not refused
-    from billing_batch.config import load_settings
-    from billing_batch.nightly import run_lock
+    from billing_batch.config.settings import load_settings
+    from billing_batch.nightly.steps import run_lock
 
     with run_lock(load_settings(env={"BILLING_HOME": str(home)})):
         pass

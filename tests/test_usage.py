@@ -29,15 +29,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from billing_batch import store
+from billing_batch._core.errors import InputError, StaleUsageError, UsageQueryError
+from billing_batch._core.jsonutil import dumps
 from billing_batch.cli import main as cli_main
 from billing_batch.cli.usage import interactive
-from billing_batch.config import PROJECT_ROOT, MetricDef, Settings, load_settings
-from billing_batch.errors import InputError, StaleUsageError, UsageQueryError
+from billing_batch.config.settings import PROJECT_ROOT, MetricDef, Settings, load_settings
 from billing_batch.ingest import IngestReport, ingest
-from billing_batch.jsonutil import dumps
-from billing_batch.lake import Lake, extension_directory
-from billing_batch.usage import (
+from billing_batch.storage import state as store
+from billing_batch.storage.lake import Lake, extension_directory
+from billing_batch.usage.queries import (
     analyst_query,
     daily_quantities,
     get_usage,
@@ -971,7 +971,7 @@ def _sections(text: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def documented_lake(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A small lake with every table: a sample month, its rollup, one invoice mirrored."""
-    from billing_batch.sample import generate
+    from billing_batch.usage.sample import generate
 
     root = tmp_path_factory.mktemp("docs")
     settings = load_settings(env={"BILLING_HOME": str(root / "home")})

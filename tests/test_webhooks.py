@@ -26,10 +26,12 @@ from typing import Any
 import httpx
 import pytest
 
-from billing_batch import outbox, store, webhooks
+from billing_batch._core.errors import ConfigError, WebhookVerificationError
 from billing_batch.cli import main as cli_main
-from billing_batch.config import PROJECT_ROOT, Settings, load_settings
-from billing_batch.errors import ConfigError, WebhookVerificationError
+from billing_batch.config.settings import PROJECT_ROOT, Settings, load_settings
+from billing_batch.storage import state as store
+from billing_batch.webhooks import delivery as webhooks
+from billing_batch.webhooks import outbox
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 SECRET_A = "whsec_" + base64.b64encode(b"secret-a-" * 4).decode()
@@ -822,7 +824,9 @@ CRASHING_PASS = textwrap.dedent(
     """
     import os, sys
     from datetime import datetime
-    from billing_batch import config, outbox, store, webhooks
+    from billing_batch import config
+    from billing_batch.storage import state as store
+    from billing_batch.webhooks import delivery as webhooks, outbox
 
     settings = config.load_settings(sys.argv[1], env={"BILLING_HOME": sys.argv[2]})
     now = datetime.fromisoformat(sys.argv[3])

@@ -136,8 +136,8 @@ def wait_for_no_survivors(marker: str, known: Iterable[int] = (), timeout: float
 
 def sample_home(tmp_path: Path, *, events: int = 2_000) -> Path:
     """A billing home with a small sample month in landing/."""
-    from billing_batch.config import load_settings
-    from billing_batch.sample import generate
+    from billing_batch.config.settings import load_settings
+    from billing_batch.usage.sample import generate
 
     home = tmp_path / "home"
     settings = load_settings(env={"BILLING_HOME": str(home)})

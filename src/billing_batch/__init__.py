@@ -9,10 +9,7 @@ the analysts' sandboxed lake (``analyst_connection``).
 
 from __future__ import annotations
 
-from .analyst import AnalystConnection, analyst_connection
-from .client import BillingClient
-from .config import MetricDef, Settings, load_settings
-from .errors import (
+from ._core.errors import (
     BillingError,
     ConfigError,
     IngestError,
@@ -33,9 +30,12 @@ from .errors import (
     WebhookError,
     WebhookVerificationError,
 )
+from .client import BillingClient
+from .config.settings import MetricDef, Settings, load_settings
+from .documents.render import RenderResult, render_many, render_pdf, write_invoice_files
 from .ingest import FileReport, IngestReport
 from .ingest import ingest as ingest_logs
-from .invoices import (
+from .invoicing.service import (
     Invoice,
     Line,
     create_invoice,
@@ -47,23 +47,27 @@ from .invoices import (
     mark_overdue,
     void_invoice,
 )
-from .lake import Lake
-from .maintenance import expire_lake_snapshots
-from .nightly import RunSummary, default_run_date
-from .outbox import EVENT_TYPES, record_usage_events
-from .payments import PaymentAttempt, PaymentResult, pay_invoice, pay_invoices, retry_due_payments
-from .pricing import Account, Charge, Plan, PriceBook, load_price_book
-from .render import RenderResult, render_many, render_pdf, write_invoice_files
-from .sample import generate as generate_sample
-from .store import mirror_to_lake
-from .subscriptions import (
+from .nightly.steps import RunSummary, default_run_date
+from .payments.charging import (
+    PaymentAttempt,
+    PaymentResult,
+    pay_invoice,
+    pay_invoices,
+    retry_due_payments,
+)
+from .rating.prices import Account, Charge, Plan, PriceBook, load_price_book
+from .storage.analyst import AnalystConnection, analyst_connection
+from .storage.lake import Lake
+from .storage.maintenance import expire_lake_snapshots
+from .storage.state import mirror_to_lake
+from .subscriptions.service import (
     Subscription,
     cancel_subscription,
     change_subscription,
     create_subscription,
     show_subscription,
 )
-from .usage import (
+from .usage.queries import (
     MetricUsage,
     RollupReport,
     daily_quantities,
@@ -71,10 +75,12 @@ from .usage import (
     period_quantities,
     refresh_rollup,
 )
-from .webhooks import DeliveryReport
-from .webhooks import deliver as deliver_webhooks
-from .webhooks import sign as sign_webhook
-from .webhooks import verify as verify_webhook
+from .usage.sample import generate as generate_sample
+from .webhooks.delivery import DeliveryReport
+from .webhooks.delivery import deliver as deliver_webhooks
+from .webhooks.delivery import sign as sign_webhook
+from .webhooks.delivery import verify as verify_webhook
+from .webhooks.outbox import EVENT_TYPES, record_usage_events
 
 __version__ = "0.1.0"
 

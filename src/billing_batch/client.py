@@ -35,10 +35,10 @@ from urllib.parse import quote
 
 import httpx
 
-from . import errors
-from .errors import BillingError, InputError, NotFoundError, StateError
-from .jsonutil import datetime_text, dumps, loads
-from .recording import EventError, InvalidUsageError
+from ._core import errors
+from ._core.errors import BillingError, InputError, NotFoundError, StateError
+from ._core.jsonutil import datetime_text, dumps, loads
+from .usage.recording import EventError, InvalidUsageError
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -356,7 +356,7 @@ class BillingClient:
         )
         data = response.content
         if path is not None:
-            from .render import atomic_write_bytes
+            from .documents.render import atomic_write_bytes
 
             target = Path(path).expanduser().resolve()
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -50,9 +50,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from .config import Settings
-from .errors import IngestError, LakeError
-from .lake import Lake, load_sql, run_query, run_sql, sql_literal
+from ._core.errors import IngestError, LakeError
+from .config.settings import Settings
+from .storage.lake import Lake, load_sql, run_query, run_sql, sql_literal
 
 #: File name suffixes ingested from folders.
 SUFFIXES: tuple[str, ...] = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")

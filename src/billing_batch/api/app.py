@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from ..config import Settings
+from ..config.settings import Settings
 from . import errors, invoices, subscriptions, usage
 from .auth import KeyRing
 from .deps import LakeMirror

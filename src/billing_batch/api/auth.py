@@ -21,8 +21,8 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..config import ApiKey
-from ..errors import ConfigError, NotFoundError
+from .._core.errors import ConfigError, NotFoundError
+from ..config.settings import ApiKey
 from .errors import ApiError
 
 KEY_PREFIX = "bbk_"

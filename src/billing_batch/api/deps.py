@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from ..config import Settings
-from ..errors import BillingError
-from ..store import mirror_to_lake
+from .._core.errors import BillingError
+from ..config.settings import Settings
+from ..storage.state import mirror_to_lake
 from .auth import KeyRing, Principal, authenticate
 
 log = logging.getLogger("billing_batch.api")

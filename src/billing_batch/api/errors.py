@@ -34,7 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from ..errors import (
+from .._core.errors import (
     BillingError,
     InputError,
     LockedError,
@@ -46,7 +46,7 @@ from ..errors import (
     StateError,
     StripeNotConfiguredError,
 )
-from ..recording import InvalidUsageError
+from ..usage.recording import InvalidUsageError
 from .json import JSONResponse
 from .models import ErrorBody
 

@@ -10,9 +10,9 @@ from fastapi import APIRouter, BackgroundTasks, Body, Query
 from fastapi import Path as PathParam
 from starlette.responses import Response
 
-from .. import invoices
-from ..config import Settings
-from ..errors import InputError, RenderError
+from .._core.errors import InputError, RenderError
+from ..config.settings import Settings
+from ..invoicing import service as invoices
 from .auth import Principal
 from .deps import MirrorDep, PrincipalDep, SettingsDep
 from .errors import COMMON_RESPONSES, billing_error_response
@@ -30,7 +30,7 @@ from .models import (
 )
 
 if TYPE_CHECKING:
-    from ..payments import PaymentResult
+    from ..payments.charging import PaymentResult
 
 log = logging.getLogger("billing_batch.api")
 
@@ -157,7 +157,7 @@ def get_invoice_pdf(
         Query(description="`current` (default): status now; `original`: archived at finalize"),
     ] = "current",
 ) -> Response:
-    from ..render import invoice_pdf
+    from ..documents.render import invoice_pdf
 
     inv = visible_invoice(settings, principal, invoice_id)
     pdf = invoice_pdf(settings, inv, copy)
@@ -207,7 +207,7 @@ def pay_invoice(
     background: BackgroundTasks,
     body: Annotated[PayInvoice | None, Body()] = None,
 ) -> Response:
-    from ..payments import pay_invoice as pay
+    from ..payments.charging import pay_invoice as pay
 
     inv = visible_invoice(settings, principal, invoice_id)
     result = pay(settings, inv.id, payment_method=body.paymentMethod if body else None)

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
-from ..jsonutil import dumps
+from .._core.jsonutil import dumps
 
 
 class JSONResponse(_StarletteJSONResponse):

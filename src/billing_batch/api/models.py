@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from ..ids import WORKSPACE_ID_PATTERN, WORKSPACE_ID_RULE
+from .._core.ids import WORKSPACE_ID_PATTERN, WORKSPACE_ID_RULE
 
 #: Dates the API accepts (anything else is a 422): a bound that keeps period
 #: arithmetic far from ``date.min``/``date.max``.

@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Path, Query
 from starlette.responses import Response
 
-from .. import subscriptions
-from ..config import Settings
+from ..config.settings import Settings
+from ..subscriptions import service as subscriptions
 from .deps import MirrorDep, PrincipalDep, SettingsDep
 from .errors import COMMON_RESPONSES
 from .json import JSONResponse

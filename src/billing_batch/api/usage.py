@@ -8,9 +8,9 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from .. import usage
-from ..errors import UsageQueryError
-from ..recording import MAX_BODY_BYTES, MAX_EVENTS, append_usage, prepare_usage
+from .._core.errors import UsageQueryError
+from ..usage import queries as usage
+from ..usage.recording import MAX_BODY_BYTES, MAX_EVENTS, append_usage, prepare_usage
 from .deps import PrincipalDep, SettingsDep
 from .errors import COMMON_RESPONSES, ApiError
 from .json import JSONResponse

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ..errors import BillingError, InputError, LockedError, NotFoundError
+from .._core.errors import BillingError, InputError, LockedError, NotFoundError
 from . import _registry
 
 EXIT_OK = 0

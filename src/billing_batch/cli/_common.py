@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from ..config import Settings, load_settings
-from ..jsonutil import dumps
+from .._core.jsonutil import dumps
+from ..config.settings import Settings, load_settings
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..analyst import analyst_init_sql
+from ..storage.analyst import analyst_init_sql
 from ._common import settings_from
 
 

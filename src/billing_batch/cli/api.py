@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Any
 
-from ..errors import InputError
+from .._core.errors import InputError
 from ._common import print_json, settings_from
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..config import parse_date
+from ..config.settings import parse_date
 from ..invoicing.audit import audit, describe
 from ._common import print_json, settings_from
 

@@ -7,8 +7,8 @@ import sys
 from typing import Any
 
 from ..ingest import ingest as run_ingest
-from ..outbox import record_usage_events
-from ..sample import generate
+from ..usage.sample import generate
+from ..webhooks.outbox import record_usage_events
 from ._common import print_json, settings_from
 
 

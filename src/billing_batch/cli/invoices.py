@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import parse_date
-from ..errors import PaymentRefusedError
-from ..ids import check_workspace_id
-from ..invoices import (
+from .._core.errors import PaymentRefusedError
+from .._core.ids import check_workspace_id
+from ..config.settings import parse_date
+from ..invoicing.service import (
     create_invoice,
     explain_invoice,
     finalize_invoice,
@@ -23,7 +23,7 @@ from ..invoices import (
     list_invoices,
     void_invoice,
 )
-from ..store import mirror_to_lake
+from ..storage.state import mirror_to_lake
 from ._common import print_json, settings_from
 
 
@@ -98,7 +98,7 @@ def _get(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     inv = get_invoice(settings, args.id)
     if args.pdf:
-        from ..render import invoice_pdf
+        from ..documents.render import invoice_pdf
 
         out = Path(args.pdf).expanduser().resolve()
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -121,7 +121,7 @@ def _void(args: argparse.Namespace) -> int:
 
 
 def _pay(args: argparse.Namespace) -> int:
-    from ..payments import pay_invoice
+    from ..payments.charging import pay_invoice
 
     settings = settings_from(args)
     result = pay_invoice(settings, args.id, payment_method=args.payment_method)

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..maintenance import expire_lake_snapshots
+from ..storage.maintenance import expire_lake_snapshots
 from ._common import print_json, settings_from
 
 
@@ -58,7 +58,7 @@ def _expire(args: argparse.Namespace) -> int:
 
 
 def _relocate(args: argparse.Namespace) -> int:
-    from ..relocation import relocate_home
+    from ..storage.relocation import relocate_home
 
     settings = settings_from(args)
     former = Path(args.former_home) if args.former_home else None

@@ -10,12 +10,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..config import Settings, parse_date
-from ..errors import InputError
-from ..ids import new_id
-from ..nightly import default_run_date, read_summary, run_lock
-from ..prefect_server import ensure_api
-from ..schedule import prefect_defaults
+from .._core.errors import InputError
+from .._core.ids import new_id
+from ..config.settings import Settings, parse_date
+from ..nightly.prefect_server import ensure_api
+from ..nightly.schedule import prefect_defaults
+from ..nightly.steps import default_run_date, read_summary, run_lock
 from ._common import settings_from
 
 
@@ -38,10 +38,7 @@ def _flow(settings: Settings) -> Any:
     temporary server, started here (a slow start is waited for, and reported)."""
     prefect_defaults(settings)
     ensure_api(settings)
-    import importlib
-
-    # flows/ is installed as the package billing_batch_flows (see pyproject)
-    nightly = importlib.import_module("billing_batch_flows.nightly").nightly
+    from ..nightly.flow import nightly  # after prefect_defaults: Prefect reads them at import
 
     return nightly
 
@@ -138,6 +135,6 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from ..schedule import serve
+    from ..nightly.schedule import serve
 
     return serve(settings_from(args))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..config import parse_date
-from ..store import mirror_to_lake
-from ..subscriptions import (
+from ..config.settings import parse_date
+from ..storage.state import mirror_to_lake
+from ..subscriptions.service import (
     cancel_subscription,
     change_subscription,
     create_subscription,

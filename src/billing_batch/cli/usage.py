@@ -12,11 +12,11 @@ from typing import IO, Any
 
 import duckdb
 
-from ..errors import BillingError
-from ..ids import check_workspace_id
-from ..jsonutil import decimal_text, dumps
-from ..lake import Lake
-from ..usage import QueryResult, analyst_query, get_usage, refresh_rollup
+from .._core.errors import BillingError
+from .._core.ids import check_workspace_id
+from .._core.jsonutil import decimal_text, dumps
+from ..storage.lake import Lake
+from ..usage.queries import QueryResult, analyst_query, get_usage, refresh_rollup
 from ._common import print_json, settings_from
 
 #: Rows shown by the table format unless --limit says otherwise.

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from .. import webhooks
+from ..webhooks import delivery as webhooks
 from ._common import print_json, settings_from
 
 

@@ -25,14 +25,14 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from .. import store
-from ..config import MetricDef, Settings
-from ..ids import new_id
-from ..lake import Lake
-from ..pricing import PriceBook, load_price_book
+from .._core.ids import new_id
+from ..config.settings import MetricDef, Settings
 from ..rating import fee_days, minimum_days
-from ..subscriptions import load_subscriptions
-from ..usage import ensure_fresh
+from ..rating.prices import PriceBook, load_price_book
+from ..storage import state as store
+from ..storage.lake import Lake
+from ..subscriptions.service import load_subscriptions
+from ..usage.queries import ensure_fresh
 from .planner import waiting
 from .positions import PeriodPosition, Positions, load_positions
 
@@ -246,7 +246,7 @@ def check_positions(
 # --- the service ----------------------------------------------------------------------------
 def last_run(settings: Settings) -> tuple[date, int | None] | None:
     """The date of the newest nightly run and the lake snapshot its invoices were rated at."""
-    from ..jsonutil import loads
+    from .._core.jsonutil import loads
 
     with store.opened(settings) as con:
         row = con.execute(

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..periods import Period
-from ..pricing import PriceBook
+from ..rating.prices import PriceBook
 from .positions import PeriodPosition
 
 

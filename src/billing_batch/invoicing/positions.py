@@ -17,11 +17,11 @@ from decimal import Decimal
 
 import duckdb
 
-from ..lake import Lake, run_sql
 from ..periods import Period, PlanSpan, Subscription, closed_periods, plan_spans
-from ..pricing import PriceBook
 from ..rating import Billed, SegmentState, segment_differs
-from ..usage import period_quantities
+from ..rating.prices import PriceBook
+from ..storage.lake import Lake, run_sql
+from ..usage.queries import period_quantities
 from . import ledger
 
 FINALIZED = ledger.LIVE_FINALIZED

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .. import money
-from ..config import MetricDef
-from ..errors import PriceBookError, UsageQueryError
+from .._core import money
+from .._core.errors import PriceBookError, UsageQueryError
+from ..config.settings import MetricDef
 from ..periods import Period, PlanSpan, period_label
-from ..pricing import Charge, MetricPrice, Plan, PriceBook
 from .lines import LedgerEntry, Line
+from .prices import Charge, MetricPrice, Plan, PriceBook
 
 ZERO = Decimal(0)
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import duckdb
 
-from .config import Settings, load_settings
-from .errors import InputError
+from .._core.errors import InputError
+from ..config.settings import Settings, load_settings
 from .lake import Lake, analyst_session_sql, check_read_only_sql
 
 

@@ -33,11 +33,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from . import jsonutil, money
-from .errors import InputError, PriceBookError
+from .._core import jsonutil, money
+from .._core.errors import InputError, PriceBookError
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config.settings import Settings
 
 PriceModel = Literal["per_unit", "graduated", "volume", "package"]
 PRICE_MODELS: tuple[str, ...] = get_args(PriceModel)
@@ -931,7 +931,8 @@ def parse_price_book(
 
 def default_price_book_text() -> str:
     """The built-in price book's TOML text."""
-    return resources.files(__package__).joinpath(DEFAULT_PRICE_BOOK).read_text(encoding="utf-8")
+    book = resources.files("billing_batch.config").joinpath(DEFAULT_PRICE_BOOK)
+    return book.read_text(encoding="utf-8")
 
 
 def read_price_book(path: Path | None = None, *, metrics: Iterable[str] | None = None) -> PriceBook:

@@ -48,9 +48,7 @@ from urllib.parse import urlsplit
 import stripe
 from stripe.params import PaymentIntentCreateParams
 
-from . import invoices, store
-from .config import Settings
-from .errors import (
+from .._core.errors import (
     BillingError,
     ConfigError,
     InputError,
@@ -63,11 +61,14 @@ from .errors import (
     StateError,
     StripeNotConfiguredError,
 )
-from .ids import stable_id
-from .invoices import Invoice
-from .money import from_minor
-from .outbox import record_event
-from .pricing import PriceBook, load_price_book
+from .._core.ids import stable_id
+from .._core.money import from_minor
+from ..config.settings import Settings
+from ..invoicing import service as invoices
+from ..invoicing.service import Invoice
+from ..rating.prices import PriceBook, load_price_book
+from ..storage import state as store
+from ..webhooks.outbox import record_event
 
 log = logging.getLogger(__name__)
 

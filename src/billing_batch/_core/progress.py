@@ -17,7 +17,8 @@ from contextlib import contextmanager
 
 Advance = Callable[[int], None]
 
-log = logging.getLogger(__name__)
+#: The log channel of progress milestones (attached to Prefect's run log).
+log = logging.getLogger("billing_batch.progress")
 
 #: Seconds between two logged milestones, at least.
 MIN_INTERVAL = 10.0

@@ -34,8 +34,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .config import SQL_DIR, Settings
-from .errors import LakeError
+from .._core.errors import LakeError
+from ..config.settings import SQL_DIR, Settings
 
 SCHEMA_VERSION = 2
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from .errors import LockedError
+from .._core.errors import LockedError
 
 # Locks held, per holder ((path, pid, thread or 0 for the whole process) → depth): a
 # holder taking a lock it holds is a no-op, so a function that locks can call another that

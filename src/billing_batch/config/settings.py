@@ -28,11 +28,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import ConfigError
+from .._core.errors import ConfigError
 
 #: The repository root (``src/billing_batch/config.py`` → two levels up). ``sql/``,
 #: ``templates/`` and ``flows/`` live there.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 SQL_DIR = PROJECT_ROOT / "sql"
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 
@@ -287,7 +287,7 @@ class Settings(_Model):
         return str(self.home / inside)
 
     def metric(self, name: str) -> MetricDef:
-        from .errors import UsageQueryError
+        from .._core.errors import UsageQueryError
 
         try:
             return self.metrics[name]
@@ -423,7 +423,7 @@ def load_settings(
 
 def parse_date(text: str, *, what: str = "date") -> date:
     """Parse YYYY-MM-DD strictly (a clear InputError otherwise)."""
-    from .errors import InputError
+    from .._core.errors import InputError
 
     try:
         if len(text) != 10:

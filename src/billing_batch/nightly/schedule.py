@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .config import Settings
-from .errors import ConfigError
+from .._core.errors import ConfigError
+from ..config.settings import Settings
 
 
 def prefect_defaults(settings: Settings) -> None:
@@ -40,12 +40,9 @@ def prefect_defaults(settings: Settings) -> None:
 def build_deployment(settings: Settings) -> Any:
     """The nightly flow as a RunnerDeployment with its cron schedule (no API needed)."""
     prefect_defaults(settings)
-    import importlib
-
     from prefect.schedules import Cron
 
-    # flows/ is installed as the package billing_batch_flows (see pyproject)
-    nightly = importlib.import_module("billing_batch_flows.nightly").nightly
+    from .flow import nightly  # after prefect_defaults: Prefect reads them at import
 
     try:
         schedule = Cron(settings.schedule.cron, timezone=settings.schedule.timezone)

@@ -35,8 +35,8 @@ from typing import Any
 
 import duckdb
 
-from .config import SQL_DIR, Settings
-from .errors import InputError, LakeError
+from .._core.errors import InputError, LakeError
+from ..config.settings import SQL_DIR, Settings
 from .locking import file_lock
 
 #: The alias the job attaches the lake under (analysts may pick their own).

@@ -34,22 +34,22 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from . import store
-from .config import Settings
-from .errors import BillingError, InputError, NotFoundError, StateError
-from .ids import check_workspace_id, new_id
-from .invoicing import ledger
-from .invoicing.planner import PlannedInvoice, plan_invoices
-from .invoicing.positions import Positions, load_positions
-from .jsonutil import dumps, loads
-from .lake import Lake
-from .money import to_minor
-from .outbox import record_event
-from .periods import Period, Subscription, billing_periods
-from .pricing import Account, PriceBook, load_price_book, totals
-from .rating import Billed, LedgerEntry, Line, SegmentState, rate_period
-from .subscriptions import load_subscriptions
-from .usage import ensure_fresh
+from .._core.errors import BillingError, InputError, NotFoundError, StateError
+from .._core.ids import check_workspace_id, new_id
+from .._core.jsonutil import dumps, loads
+from .._core.money import to_minor
+from ..config.settings import Settings
+from ..periods import Period, Subscription, billing_periods
+from ..rating import Billed, LedgerEntry, Line, SegmentState, rate_period
+from ..rating.prices import Account, PriceBook, load_price_book, totals
+from ..storage import state as store
+from ..storage.lake import Lake
+from ..subscriptions.service import load_subscriptions
+from ..usage.queries import ensure_fresh
+from ..webhooks.outbox import record_event
+from . import ledger
+from .planner import PlannedInvoice, plan_invoices
+from .positions import Positions, load_positions
 
 STATUSES = ("draft", "open", "paid", "void", "overdue")
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -839,8 +839,8 @@ def publish_invoice_files(
     """Write ``invoices/<number>.json`` and ``.pdf`` for finalized invoices that have none
     yet (all of them when ``invoice_ids`` is None): the frozen document as finalized,
     rendered in parallel. Returns (invoice id, error or None) per invoice attempted."""
-    from .progress import progress
-    from .render import render_many
+    from .._core.progress import progress
+    from ..documents.render import render_many
 
     with store.opened(settings) as con:
         sql = (
@@ -882,7 +882,7 @@ def issue_time(run_date: date) -> datetime:
 def explain_invoice(settings: Settings, invoice_id: str) -> dict[str, Any]:
     """Per line: the daily quantities, the tier arithmetic and the lake snapshot; and
     whether re-rating the period at that snapshot, and today, gives the same amounts."""
-    from .usage import daily_quantities
+    from ..usage.queries import daily_quantities
 
     inv = get_invoice(settings, invoice_id)
     book = load_price_book(settings)

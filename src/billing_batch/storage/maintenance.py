@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from . import store
-from .config import Settings
-from .errors import InputError
+from .._core.errors import InputError
+from ..config.settings import Settings
+from . import state as store
 from .lake import Expiry, Lake
 
 

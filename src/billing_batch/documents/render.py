@@ -46,13 +46,13 @@ from urllib.request import url2pathname
 
 import jinja2
 
-from . import jsonutil, money
-from .children import die_with_parent
-from .config import TEMPLATES_DIR, Settings
-from .errors import InputError, RenderError, StateError
+from .._core import jsonutil, money
+from .._core.children import die_with_parent
+from .._core.errors import InputError, RenderError, StateError
+from ..config.settings import TEMPLATES_DIR, Settings
 
 if TYPE_CHECKING:
-    from .invoices import Invoice
+    from ..invoicing.service import Invoice
 
 log = logging.getLogger(__name__)
 
@@ -766,7 +766,7 @@ class InvoicePdf:
 def _archived_pdf(settings: Settings, inv: Invoice) -> bytes | None:
     """The PDF written at finalization, found under this home's invoices folder (the
     stored absolute path is a fallback: a moved or copied home keeps working)."""
-    from .invoices import invoice_basename
+    from ..invoicing.service import invoice_basename
 
     candidates = [settings.invoices_dir / f"{invoice_basename(inv)}.pdf"]
     if inv.pdf_path and Path(inv.pdf_path) != candidates[0]:
@@ -788,7 +788,7 @@ def _archived_pdf(settings: Settings, inv: Invoice) -> bytes | None:
 def _frozen_document(settings: Settings, inv: Invoice) -> dict[str, Any]:
     """The invoice document as frozen at finalization (what the original was rendered
     from)."""
-    from . import store
+    from ..storage import state as store
 
     with store.opened(settings) as con:
         row = con.execute("SELECT document FROM invoices WHERE id = ?", (inv.id,)).fetchone()
@@ -804,7 +804,7 @@ def invoice_pdf(settings: Settings, inv: Invoice, copy: str = "current") -> Invo
     is the archival copy written once at finalization (re-rendered from the frozen
     document, byte for byte the same, if the file is missing). A draft has no original
     (StateError)."""
-    from .invoices import invoice_basename
+    from ..invoicing.service import invoice_basename
 
     if copy not in PDF_COPIES:
         raise InputError(f"copy must be one of {', '.join(PDF_COPIES)}, got {copy!r}")

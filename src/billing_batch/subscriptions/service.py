@@ -28,11 +28,10 @@ import sqlite3
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from . import store
-from .config import Settings
-from .errors import NotFoundError, PriceBookError, SubscriptionError
-from .ids import check_workspace_id, new_id
-from .periods import (
+from .._core.errors import NotFoundError, PriceBookError, SubscriptionError
+from .._core.ids import check_workspace_id, new_id
+from ..config.settings import Settings
+from ..periods import (
     MAX_ANCHOR_DAY,
     Period,
     PlanSpan,
@@ -41,6 +40,7 @@ from .periods import (
     nominal_period,
     plan_spans,
 )
+from ..storage import state as store
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def load_subscriptions(
 # --- writing ---------------------------------------------------------------------------
 def _check_plan(settings: Settings, plan: str, workspace_id: str) -> None:
     """The plan must exist and bill in the workspace's currency."""
-    from .pricing import load_price_book
+    from ..rating.prices import load_price_book
 
     book = load_price_book(settings)
     try:

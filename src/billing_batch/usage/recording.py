@@ -35,10 +35,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Settings
-from .errors import InputError, LakeError
-from .ids import new_id, stable_id
-from .jsonutil import dumps
+from .._core.errors import InputError, LakeError
+from .._core.ids import new_id, stable_id
+from .._core.jsonutil import dumps
+from ..config.settings import Settings
 
 if TYPE_CHECKING:
     import duckdb
@@ -187,7 +187,7 @@ def _cursor() -> duckdb.DuckDBPyConnection:
     """A connection to a private in-memory DuckDB (no lake, no files): cheap per call."""
     import duckdb
 
-    from .lake import memory_connection
+    from ..storage.lake import memory_connection
 
     global _db
     with _db_lock:
@@ -222,8 +222,8 @@ def validate_lines(settings: Settings, lines: Sequence[bytes]) -> list[tuple[str
     own (``ingest.validation_params``), bound by ``lake.run_sql`` like every query file."""
     import duckdb
 
-    from .ingest import validation_params
-    from .lake import run_sql
+    from ..ingest import validation_params
+    from ..storage.lake import run_sql
 
     con = _cursor()
     try:
@@ -311,7 +311,7 @@ def append_usage(
     settings: Settings, prepared: PreparedUsage, *, now: datetime | None = None
 ) -> RecordedUsage:
     """Append the events to a new landing file, durably (see the module docstring)."""
-    from .render import atomic_write_bytes
+    from ..documents.render import atomic_write_bytes
 
     now = now or datetime.now(UTC)
     folder = landing_folder(settings, now)

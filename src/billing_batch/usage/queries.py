@@ -58,8 +58,7 @@ from typing import Any, TypedDict, overload
 
 import duckdb
 
-from .config import MetricDef, Settings, parse_date
-from .errors import (
+from .._core.errors import (
     ConfigError,
     InputError,
     LakeError,
@@ -67,8 +66,9 @@ from .errors import (
     StaleUsageError,
     UsageQueryError,
 )
-from .ids import check_workspace_id
-from .lake import LAKE, Lake, check_read_only_sql, load_sql, run_query, run_sql
+from .._core.ids import check_workspace_id
+from ..config.settings import MetricDef, Settings, parse_date
+from ..storage.lake import LAKE, Lake, check_read_only_sql, load_sql, run_query, run_sql
 
 log = logging.getLogger(__name__)
 

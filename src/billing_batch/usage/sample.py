@@ -60,7 +60,7 @@ def _month_bounds(month: str) -> tuple[date, int]:
         year, mon = (int(x) for x in month.split("-"))
         first = date(year, mon, 1)
     except ValueError:
-        from .errors import InputError
+        from .._core.errors import InputError
 
         raise InputError(f"month: expected YYYY-MM, got {month!r}") from None
     return first, calendar.monthrange(year, mon)[1]

@@ -58,8 +58,7 @@ from typing import Any
 
 import httpx
 
-from .config import Settings, WebhookEndpoint
-from .errors import (
+from .._core.errors import (
     ConfigError,
     InputError,
     LakeError,
@@ -67,8 +66,9 @@ from .errors import (
     WebhookError,
     WebhookVerificationError,
 )
-from .jsonutil import loads
-from .store import opened, parse_ts, transaction, ts, utcnow
+from .._core.jsonutil import loads
+from ..config.settings import Settings, WebhookEndpoint
+from ..storage.state import opened, parse_ts, transaction, ts, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from typing import Any
 
 import duckdb
 
-from . import store
-from .config import Settings
-from .errors import InputError, LakeError
+from .._core.errors import InputError, LakeError
+from ..config.settings import Settings
+from . import state as store
 from .lake import LAKE, Lake, run_query, run_sql
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ def relocate_home(
     data path the catalog records). Nothing to do when the catalog already records this
     home's data path. Raises InputError (no lake; former home unknown), LakeError (files
     missing, absolute paths), LockedError (a run or a lake write in progress)."""
-    from .nightly import run_lock
+    from ..nightly.steps import run_lock
 
     lake = Lake(settings)
     if not lake.exists():

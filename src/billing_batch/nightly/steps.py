@@ -32,13 +32,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from . import store
-from .config import Settings
-from .errors import BillingError
-from .ids import new_id
-from .invoices import Invoice, invoice_closed_periods, issue_time, publish_invoice_files
-from .jsonutil import dumps
-from .locking import file_lock
+from .._core.errors import BillingError
+from .._core.ids import new_id
+from .._core.jsonutil import dumps
+from ..config.settings import Settings
+from ..invoicing.service import Invoice, invoice_closed_periods, issue_time, publish_invoice_files
+from ..storage import state as store
+from ..storage.locking import file_lock
 
 
 def default_run_date(now: datetime | None = None) -> date:
@@ -169,7 +169,7 @@ def audit_step(
 ) -> StepResult:
     """The audit after invoicing, as of the run (its date and the snapshot its invoices
     were rated at), recorded in the state; unexplained differences fail the run."""
-    from .invoicing.audit import audit, describe
+    from ..invoicing.audit import audit, describe
 
     report = audit(settings, as_of=run_date, snapshot=snapshot, record=True, run_id=run_id)
     step = StepResult("audit", counts={**report.counts(), "audit_id": report.audit_id})
@@ -197,9 +197,9 @@ class BillResult:
 def bill(settings: Settings, run_date: date) -> BillResult:
     """The money part of a nightly run, without Prefect, documents or payments: ingest the
     new landing files, refresh the rollup, invoice the closed periods, audit."""
-    from .ingest import ingest
-    from .invoicing.audit import audit
-    from .usage import refresh_rollup
+    from ..ingest import ingest
+    from ..invoicing.audit import audit
+    from ..usage.queries import refresh_rollup
 
     ingest(settings)
     refresh_rollup(settings)
@@ -241,7 +241,7 @@ def charge(settings: Settings, run_date: date) -> StepResult:
     the price book, none used before) is not a failure: it is listed as "not charged:
     no payment method" (a count and the invoice numbers) and stays open, and the run's
     status is kept for real failures (declines, Stripe errors)."""
-    from .errors import NoPaymentMethodError
+    from .._core.errors import NoPaymentMethodError
 
     step = StepResult("payments")
     if not settings.stripe_api_key:
@@ -252,7 +252,7 @@ def charge(settings: Settings, run_date: date) -> StepResult:
         )
         step.counts = {"skipped": len(pending)}
         return step
-    from .payments import pay_invoices, retry_due_payments
+    from ..payments.charging import pay_invoices, retry_due_payments
 
     now = issue_time(run_date)  # the run's business clock: dunning days count from it
     first = pay_invoices(settings, uncharged_invoices(settings), now=now)
@@ -298,14 +298,14 @@ def charge(settings: Settings, run_date: date) -> StepResult:
 
 
 def overdue(settings: Settings, run_date: date) -> StepResult:
-    from .invoices import mark_overdue
+    from ..invoicing.service import mark_overdue
 
     marked = mark_overdue(settings, as_of=run_date, now=issue_time(run_date))
     return StepResult("overdue", counts={"marked_overdue": len(marked)})
 
 
 def deliver_webhooks(settings: Settings) -> StepResult:
-    from .webhooks import deliver
+    from ..webhooks.delivery import deliver
 
     rep = deliver(settings)
     d = rep.to_dict()
@@ -317,7 +317,7 @@ def deliver_webhooks(settings: Settings) -> StepResult:
 
 def expire_snapshots(settings: Settings) -> StepResult:
     """Lake housekeeping (``[lake] expire_snapshots``): see maintenance.py."""
-    from .maintenance import expire_lake_snapshots
+    from ..storage.maintenance import expire_lake_snapshots
 
     step = StepResult("maintenance")
     if not settings.lake.expire_snapshots:
@@ -370,7 +370,7 @@ def summary_path(settings: Settings, run_date: date, run_id: str) -> Path:
 
 def read_summary(settings: Settings, run_date: date, run_id: str) -> dict[str, Any] | None:
     """A written run summary (with ``summaryFile``), or None when there is none."""
-    from .jsonutil import loads
+    from .._core.jsonutil import loads
 
     path = summary_path(settings, run_date, run_id)
     try:

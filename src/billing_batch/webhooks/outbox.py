@@ -24,12 +24,12 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from . import store
-from .config import Settings
-from .ids import stable_id
-from .jsonutil import dumps
-from .lake import Lake, run_query, run_sql
-from .store import ts
+from .._core.ids import stable_id
+from .._core.jsonutil import dumps
+from ..config.settings import Settings
+from ..storage import state as store
+from ..storage.lake import Lake, run_query, run_sql
+from ..storage.state import ts
 
 EVENT_TYPES: tuple[str, ...] = (
     "billing.usage.recorded",

@@ -43,9 +43,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from .children import launcher_args
-from .config import Settings
-from .errors import BillingError
+from .._core.children import launcher_args
+from .._core.errors import BillingError
+from ..config.settings import Settings
 
 log = logging.getLogger(__name__)
 
