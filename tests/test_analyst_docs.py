@@ -24,7 +24,7 @@ import billing_batch
 from billing_batch.config.settings import Settings, load_settings
 from billing_batch.ingest import ingest
 from billing_batch.nightly.steps import close_periods
-from billing_batch.storage import state as store
+from billing_batch.storage import mirror
 from billing_batch.storage.analyst import analyst_init_sql
 from billing_batch.storage.lake import extension_directory
 from billing_batch.usage.queries import refresh_rollup
@@ -53,7 +53,7 @@ def month(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     refresh_rollup(settings)
     step, invoices = close_periods(settings, date(2024, 2, 1))
     assert not step.failures and len(invoices) == 5
-    store.mirror_to_lake(settings)
+    mirror.mirror_to_lake(settings)
     return settings
 
 

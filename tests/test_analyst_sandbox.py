@@ -25,7 +25,7 @@ from billing_batch._core.errors import InputError
 from billing_batch.cli import main as cli_main
 from billing_batch.config.settings import Settings, load_settings
 from billing_batch.ingest import ingest
-from billing_batch.storage import state as store
+from billing_batch.storage import mirror
 from billing_batch.storage.analyst import analyst_init_sql
 from billing_batch.storage.lake import Lake
 from billing_batch.usage.queries import analyst_query, refresh_rollup
@@ -45,7 +45,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, P
     generate(root / "logs", workspaces=3, events=1_000, seed=5, bad_lines=2)
     ingest(settings, [root / "logs"])
     refresh_rollup(settings)
-    store.mirror_to_lake(settings)
+    mirror.mirror_to_lake(settings)
     secrets = root / "secrets"
     secrets.mkdir()
     db = sqlite3.connect(secrets / "other.sqlite")

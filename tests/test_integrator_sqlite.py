@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from billing_batch.config.settings import Settings, load_settings
+from billing_batch.storage import mirror
 from billing_batch.storage import state as store
 from billing_batch.storage.lake import Lake
 
@@ -143,12 +144,12 @@ def test_the_mirror_never_drops_the_state_stores_locks(settings: Settings) -> No
             "'running', '{}')"
         )
         assert not _other_process_can_write(settings.state_path)
-        store.mirror_to_lake(settings, reason="beside an open transaction")
+        mirror.mirror_to_lake(settings, reason="beside an open transaction")
         assert not _other_process_can_write(settings.state_path)  # still ours
         con.execute("COMMIT")
     finally:
         con.close()
-    store.mirror_to_lake(settings, reason="after the commit")
+    mirror.mirror_to_lake(settings, reason="after the commit")
     lake = Lake(settings).connect(read_only=True)
     try:
         assert lake.execute("SELECT run_id FROM runs").fetchall() == [("run_open",)]
@@ -163,7 +164,7 @@ def test_a_killed_mirrors_copy_is_removed(settings: Settings) -> None:
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     stale = settings.tmp_dir / "state-mirror-999999-1.sqlite"
     stale.write_bytes(b"left by a killed mirror")
-    store.mirror_to_lake(settings)
+    mirror.mirror_to_lake(settings)
     assert not stale.exists()
 
 
@@ -175,7 +176,7 @@ from billing_batch.config import load_settings
 from billing_batch.ingest import ingest
 from billing_batch.usage.queries import refresh_rollup
 from billing_batch.invoicing import service as invoices
-from billing_batch.storage import state as store
+from billing_batch.storage import mirror
 home, seconds = Path(sys.argv[1]), float(sys.argv[2])
 settings = load_settings(home=home, env={"BILLING_LAKE_MEMORY_LIMIT": "256MB"})
 end, n, errors = time.time() + seconds, 0, []
@@ -189,7 +190,7 @@ while time.time() < end or n < 2:
         ingest(settings, [f])
         refresh_rollup(settings)
         invoices.create_invoices(settings, [(f"wx_{n}", date(2024, 2, 1), date(2024, 2, 29))])
-        store.mirror_to_lake(settings, reason=f"writer {n}")
+        mirror.mirror_to_lake(settings, reason=f"writer {n}")
     except Exception as exc:
         errors.append(f"{type(exc).__name__}: {exc}")
 print(json.dumps({"loops": n, "errors": errors}))

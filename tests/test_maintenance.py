@@ -13,7 +13,7 @@ from billing_batch.cli import main as cli_main
 from billing_batch.config.settings import Settings
 from billing_batch.ingest import ingest
 from billing_batch.invoicing.service import create_invoice, finalize_invoice
-from billing_batch.storage import state as store
+from billing_batch.storage import mirror
 from billing_batch.storage.lake import Lake
 from billing_batch.storage.maintenance import expire_lake_snapshots, pinned_snapshots
 from billing_batch.usage.queries import refresh_rollup
@@ -30,7 +30,7 @@ def _day(settings: Settings, tmp_path: Path, day: str, n: int) -> None:
     ]
     ingest(settings, [write_log(tmp_path / "logs" / f"{day}.jsonl", events)])
     refresh_rollup(settings)
-    store.mirror_to_lake(settings, reason=f"night of {day}")
+    mirror.mirror_to_lake(settings, reason=f"night of {day}")
 
 
 def _snapshots(settings: Settings) -> list[int]:
@@ -64,7 +64,7 @@ def busy_lake(settings: Settings, tmp_path: Path) -> tuple[Settings, int]:
     _day(settings, tmp_path, "2024-01-20", 4)
     inv = create_invoice(settings, "ws_1", date(2024, 1, 1), date(2024, 1, 31), now=NOW)
     inv = finalize_invoice(settings, inv.id, now=NOW, render=False)
-    store.mirror_to_lake(settings, reason="invoices")
+    mirror.mirror_to_lake(settings, reason="invoices")
     _day(settings, tmp_path, "2024-01-30", 5)
     return settings, inv.lake_snapshot_id
 

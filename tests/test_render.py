@@ -19,7 +19,7 @@ from typing import Any
 import pypdf
 import pytest
 
-from billing_batch._core import jsonutil
+from billing_batch._core import files, jsonutil
 from billing_batch._core.errors import RenderError
 from billing_batch.config.settings import TEMPLATES_DIR
 from billing_batch.documents import render
@@ -471,7 +471,7 @@ def test_write_invoice_files_is_atomic(
         render.write_invoice_files(invoice(total=550.0), out, "INV-2024-000001")
     # the disk fails half way (the PDF's temp file): no temp file left behind
     calls: list[str] = []
-    real = render._write_temp
+    real = files._write_temp
 
     def failing(folder: Path, name: str, data: bytes) -> Path:
         calls.append(name)
@@ -479,7 +479,7 @@ def test_write_invoice_files_is_atomic(
             raise OSError(28, "No space left on device")
         return real(folder, name, data)
 
-    monkeypatch.setattr(render, "_write_temp", failing)
+    monkeypatch.setattr(files, "_write_temp", failing)
     with pytest.raises(OSError, match="No space"):
         render.write_invoice_files(invoice(total=D(551)), out, "INV-2024-000001")
     assert calls == ["INV-2024-000001.json", "INV-2024-000001.pdf"]
@@ -495,8 +495,8 @@ def test_bad_basenames(tmp_path: Path, name: str) -> None:
 
 def test_atomic_write_bytes(tmp_path: Path) -> None:
     target = tmp_path / "x.bin"
-    render.atomic_write_bytes(target, b"one")
-    render.atomic_write_bytes(target, b"two")
+    files.atomic_write_bytes(target, b"one")
+    files.atomic_write_bytes(target, b"two")
     assert target.read_bytes() == b"two" and os.listdir(tmp_path) == ["x.bin"]
 
 

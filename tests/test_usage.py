@@ -35,6 +35,7 @@ from billing_batch.cli import main as cli_main
 from billing_batch.cli.usage import interactive
 from billing_batch.config.settings import PROJECT_ROOT, MetricDef, Settings, load_settings
 from billing_batch.ingest import IngestReport, ingest
+from billing_batch.storage import mirror
 from billing_batch.storage import state as store
 from billing_batch.storage.lake import Lake, extension_directory
 from billing_batch.usage.queries import (
@@ -987,7 +988,7 @@ def documented_lake(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             "'2024-02-01T00:00:00Z', '2024-02-01T00:00:00Z')",
             [rollup.snapshot_id],
         )
-    store.mirror_to_lake(settings)
+    mirror.mirror_to_lake(settings)
     return settings
 
 
@@ -1001,7 +1002,7 @@ def test_every_table_and_view_is_documented_and_commented(documented_lake: Setti
             "SELECT table_name, comment FROM duckdb_tables() WHERE database_name = 'lake' "
             "UNION ALL SELECT view_name, comment FROM duckdb_views() WHERE database_name = 'lake'"
         ).fetchall()
-        assert len(objects) >= 6 + 3 + len(store.MIRRORED)
+        assert len(objects) >= 6 + 3 + len(mirror.MIRRORED)
         for name, comment in objects:
             assert comment, f"{name} has no COMMENT"
             assert name in sections, f"docs/analysts.md has no section #### `{name}`"

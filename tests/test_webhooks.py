@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from billing_batch._core import clock
 from billing_batch._core.errors import ConfigError, WebhookVerificationError
 from billing_batch.cli import main as cli_main
 from billing_batch.config.settings import PROJECT_ROOT, Settings, load_settings
@@ -365,7 +366,7 @@ def test_an_event_is_delivered_signed_with_the_outbox_payload_as_body(
     row = deliveries(settings)[(eid, "crm")]
     assert row["status"] == "delivered"
     assert row["attempts"] == 1
-    assert row["delivered_at"] == store.ts(now)
+    assert row["delivered_at"] == clock.ts(now)
     [attempt] = attempts(settings)
     assert attempt["webhook_id"] == eid
     assert attempt["attempt_no"] == 1
@@ -416,7 +417,7 @@ def test_500_then_200_retries_with_the_same_id_and_a_new_timestamp_and_signature
     assert T0 + timedelta(seconds=4) <= result.next_attempt_at <= T0 + timedelta(seconds=6)
     row = deliveries(settings)[(eid, "crm")]
     assert (row["status"], row["attempts"], row["last_error"]) == ("pending", 1, "HTTP 500")
-    assert row["next_attempt_at"] == store.ts(result.next_attempt_at)
+    assert row["next_attempt_at"] == clock.ts(result.next_attempt_at)
     assert first.to_dict()["note"].startswith("1 delivery attempt(s) failed at the receiver")
 
     # not due yet: nothing happens
@@ -532,7 +533,7 @@ def test_gives_up_about_72_hours_after_the_event(tmp_path: Path, receiver: Recei
         row = deliveries(settings)[(eid, "crm")]
         if row["status"] != "pending":
             break
-        now = store.parse_ts(row["next_attempt_at"])
+        now = clock.parse_ts(row["next_attempt_at"])
     row = deliveries(settings)[(eid, "crm")]
     assert row["status"] == "failed"
     assert re.fullmatch(r"gave up after 1[01] attempt\(s\): HTTP 500", row["last_error"])
@@ -602,8 +603,8 @@ def test_a_new_endpoint_gets_recent_events_but_not_old_history(
     assert receiver.ids == [recent]
     assert (old, "crm") not in deliveries(settings)
     [state] = webhooks.list_endpoints(settings)
-    assert state["first_seen_at"] == store.ts(T0)
-    assert state["deliver_since"] == store.ts(T0 - timedelta(hours=72))
+    assert state["first_seen_at"] == clock.ts(T0)
+    assert state["deliver_since"] == clock.ts(T0 - timedelta(hours=72))
 
     # every event recorded after the endpoint appeared is delivered
     later = record(settings, subject="inv_later", at=T0 + timedelta(days=1))
@@ -903,7 +904,7 @@ def test_cli_deliver_list_and_endpoints(
     tmp_path: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = make_settings(tmp_path, [endpoint("crm", receiver.url())])
-    now = store.utcnow()  # the CLI uses the real clock
+    now = clock.utcnow()  # the CLI uses the real clock
     paid = record(settings, "billing.invoice.paid", "inv_1", at=now)
     overdue = record(settings, "billing.invoice.overdue", "inv_2", at=now)
     receiver.actions = [500]

@@ -59,7 +59,7 @@ from .rating.prices import Account, Charge, Plan, PriceBook, load_price_book
 from .storage.analyst import AnalystConnection, analyst_connection
 from .storage.lake import Lake
 from .storage.maintenance import expire_lake_snapshots
-from .storage.state import mirror_to_lake
+from .storage.mirror import mirror_to_lake
 from .subscriptions.service import (
     Subscription,
     cancel_subscription,

@@ -356,7 +356,7 @@ class BillingClient:
         )
         data = response.content
         if path is not None:
-            from .documents.render import atomic_write_bytes
+            from ._core.files import atomic_write_bytes
 
             target = Path(path).expanduser().resolve()
             target.parent.mkdir(parents=True, exist_ok=True)

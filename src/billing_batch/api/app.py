@@ -10,7 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from ..config.settings import Settings
 from . import errors, invoices, subscriptions, usage
 from .auth import KeyRing
-from .deps import LakeMirror
+from .deps import LakeMirror, install_mirror
 from .json import JSONResponse
 from .models import UsageBatch
 
@@ -80,6 +80,7 @@ def create_app(settings: Settings, *, mirror: bool = True) -> FastAPI:
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.api.keys)
     app.state.mirror = LakeMirror(settings, enabled=mirror)
+    install_mirror(app)
     errors.install(app)
     app.include_router(usage.router)
     app.include_router(invoices.router)

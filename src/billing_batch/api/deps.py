@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import BackgroundTasks, Depends, FastAPI, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.background import BackgroundTask
 
 from .._core.errors import BillingError
 from ..config.settings import Settings
-from ..storage.state import mirror_to_lake
+from ..storage import mirror
+from ..storage.mirror import mirror_to_lake
 from .auth import KeyRing, Principal, authenticate
 
 log = logging.getLogger("billing_batch.api")
@@ -32,9 +35,12 @@ _api_key = APIKeyHeader(
 class LakeMirror:
     """Copies the state tables into the lake after state changes, off the request path.
 
-    ``store.mirror_to_lake`` takes the lake write lock (it may wait for an ingest) and
-    copies every state table, so it runs as a background task after the answer is sent,
-    and concurrent requests coalesce: while one pass runs, further requests only mark
+    No route asks for it: :func:`install_mirror` looks after every response whether the
+    state changed (``storage.mirror.pending``: a committed transaction notes it) and, if
+    so, runs :meth:`request` as a background task. ``mirror_to_lake`` takes the lake
+    write lock (it may wait for an ingest) and copies every state table, so it runs
+    after the answer is sent, and concurrent requests coalesce: while one pass runs,
+    further requests only mark
     the mirror dirty and the running pass goes round once more. A failure is logged
     (the nightly run mirrors again); it never turns an answered request into an error.
     """
@@ -79,14 +85,29 @@ class LakeMirror:
                 log.exception("mirroring the state into the lake failed (%s)", message)
 
 
+def install_mirror(app: FastAPI) -> None:
+    """After any response: when the request changed the state, copy it into the lake in
+    a background task (coalesced by :class:`LakeMirror`)."""
+
+    @app.middleware("http")
+    async def mirror_changes(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        lake_mirror: LakeMirror = request.app.state.mirror
+        if lake_mirror.enabled and mirror.pending(lake_mirror.settings):
+            task = BackgroundTask(lake_mirror.request, f"{request.method} {request.url.path}")
+            if response.background is None:
+                response.background = task
+            else:
+                tasks = BackgroundTasks([response.background, task])
+                response.background = tasks
+        return response
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-def get_mirror(request: Request) -> LakeMirror:
-    mirror: LakeMirror = request.app.state.mirror
-    return mirror
 
 
 def get_principal(
@@ -99,5 +120,4 @@ def get_principal(
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-MirrorDep = Annotated[LakeMirror, Depends(get_mirror)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Body, Query
+from fastapi import APIRouter, Body, Query
 from fastapi import Path as PathParam
 from starlette.responses import Response
 
@@ -14,7 +14,7 @@ from .._core.errors import InputError, RenderError
 from ..config.settings import Settings
 from ..invoicing import service as invoices
 from .auth import Principal
-from .deps import MirrorDep, PrincipalDep, SettingsDep
+from .deps import PrincipalDep, SettingsDep
 from .errors import COMMON_RESPONSES, billing_error_response
 from .json import JSONResponse
 from .models import (
@@ -73,8 +73,6 @@ def create_invoice(
     body: CreateInvoice,
     settings: SettingsDep,
     principal: PrincipalDep,
-    mirror: MirrorDep,
-    background: BackgroundTasks,
 ) -> Response:
     principal.check_write(body.workspaceId)
     start, end = body.period.start, body.period.end
@@ -82,7 +80,6 @@ def create_invoice(
         raise InputError(f"an invoice period spans at most {MAX_RANGE_DAYS} days")
     now = datetime.now(UTC)
     inv = invoices.create_invoice(settings, body.workspaceId, start, end, now=now)
-    background.add_task(mirror.request, f"invoice create {inv.id}")
     return JSONResponse(inv.to_json(), status_code=201 if inv.created_at == now else 200)
 
 
@@ -203,15 +200,12 @@ def pay_invoice(
     invoice_id: InvoiceId,
     settings: SettingsDep,
     principal: PrincipalDep,
-    mirror: MirrorDep,
-    background: BackgroundTasks,
     body: Annotated[PayInvoice | None, Body()] = None,
 ) -> Response:
     from ..payments.charging import pay_invoice as pay
 
     inv = visible_invoice(settings, principal, invoice_id)
     result = pay(settings, inv.id, payment_method=body.paymentMethod if body else None)
-    background.add_task(mirror.request, f"invoice pay {inv.id}")
     return payment_response(result)
 
 
@@ -239,12 +233,9 @@ def finalize_invoice(
     invoice_id: InvoiceId,
     settings: SettingsDep,
     principal: PrincipalDep,
-    mirror: MirrorDep,
-    background: BackgroundTasks,
 ) -> Response:
     principal.require_admin("finalizing an invoice")
     inv = invoices.finalize_invoice(settings, invoice_id)
-    background.add_task(mirror.request, f"invoice finalize {inv.id}")
     return JSONResponse(inv.to_json())
 
 
@@ -257,11 +248,8 @@ def void_invoice(
     invoice_id: InvoiceId,
     settings: SettingsDep,
     principal: PrincipalDep,
-    mirror: MirrorDep,
-    background: BackgroundTasks,
     body: Annotated[VoidInvoice | None, Body()] = None,
 ) -> Response:
     principal.require_admin("voiding an invoice")
     inv = invoices.void_invoice(settings, invoice_id, reason=body.reason if body else "")
-    background.add_task(mirror.request, f"invoice void {inv.id}")
     return JSONResponse(inv.to_json())

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Path, Query
+from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from ..config.settings import Settings
 from ..subscriptions import service as subscriptions
-from .deps import MirrorDep, PrincipalDep, SettingsDep
+from .deps import PrincipalDep, SettingsDep
 from .errors import COMMON_RESPONSES
 from .json import JSONResponse
 from .models import (
@@ -52,8 +52,6 @@ def create_subscription(
     body: CreateSubscription,
     settings: SettingsDep,
     principal: PrincipalDep,
-    mirror: MirrorDep,
-    background: BackgroundTasks,
 ) -> Response:
     principal.require_admin("creating a subscription")
     subscriptions.create_subscription(
@@ -64,7 +62,6 @@ def create_subscription(
         anchor_day=body.anchorDay,
         trial_days=body.trialDays,
     )
-    background.add_task(mirror.request, f"subscription create {body.workspaceId}")
     return _view(settings, body.workspaceId, 201)
 
 
@@ -95,12 +92,9 @@ def change_subscription(
     body: ChangeSubscription,
     settings: SettingsDep,
     principal: PrincipalDep,
-    mirror: MirrorDep,
-    background: BackgroundTasks,
 ) -> Response:
     principal.require_admin("changing a subscription")
     subscriptions.change_subscription(settings, workspace_id, body.plan, body.effective)
-    background.add_task(mirror.request, f"subscription change {workspace_id}")
     return _view(settings, workspace_id)
 
 
@@ -114,10 +108,7 @@ def cancel_subscription(
     body: CancelSubscription,
     settings: SettingsDep,
     principal: PrincipalDep,
-    mirror: MirrorDep,
-    background: BackgroundTasks,
 ) -> Response:
     principal.require_admin("cancelling a subscription")
     subscriptions.cancel_subscription(settings, workspace_id, body.effective)
-    background.add_task(mirror.request, f"subscription cancel {workspace_id}")
     return _view(settings, workspace_id)

@@ -7,12 +7,12 @@ message on failure.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from .._core.errors import PaymentRefusedError
+from .._core.files import atomic_write_bytes
 from .._core.ids import check_workspace_id
 from ..config.settings import parse_date
 from ..invoicing.service import (
@@ -23,7 +23,6 @@ from ..invoicing.service import (
     list_invoices,
     void_invoice,
 )
-from ..storage.state import mirror_to_lake
 from ._common import print_json, settings_from
 
 
@@ -81,7 +80,6 @@ def _create(args: argparse.Namespace) -> int:
     end = parse_date(args.end, what="--end")
     settings = settings_from(args)
     inv = create_invoice(settings, workspace, start, end)
-    mirror_to_lake(settings, reason=f"invoice create {inv.id}")
     print_json(inv.to_json())
     return 0
 
@@ -89,7 +87,6 @@ def _create(args: argparse.Namespace) -> int:
 def _finalize(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     inv = finalize_invoice(settings, args.id)
-    mirror_to_lake(settings, reason=f"invoice finalize {inv.id}")
     print_json(inv.to_json())
     return 0
 
@@ -101,13 +98,7 @@ def _get(args: argparse.Namespace) -> int:
         from ..documents.render import invoice_pdf
 
         out = Path(args.pdf).expanduser().resolve()
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        data = invoice_pdf(settings, inv, args.copy).data
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
+        atomic_write_bytes(out, invoice_pdf(settings, inv, args.copy).data)
     print_json(inv.to_json())
     return 0
 
@@ -115,7 +106,6 @@ def _get(args: argparse.Namespace) -> int:
 def _void(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     inv = void_invoice(settings, args.id, reason=args.reason)
-    mirror_to_lake(settings, reason=f"invoice void {inv.id}")
     print_json(inv.to_json())
     return 0
 
@@ -125,7 +115,6 @@ def _pay(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     result = pay_invoice(settings, args.id, payment_method=args.payment_method)
-    mirror_to_lake(settings, reason=f"invoice pay {args.id}")
     print_json(result.to_json())
     if result.succeeded:
         return 0

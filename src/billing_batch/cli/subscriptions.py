@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from ..config.settings import parse_date
-from ..storage.state import mirror_to_lake
 from ..subscriptions.service import (
     cancel_subscription,
     change_subscription,
@@ -72,7 +71,6 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _after(settings: Any, workspace: str) -> int:
-    mirror_to_lake(settings, reason=f"subscription {workspace}")
     print_json(show_subscription(settings, workspace))
     return 0
 

@@ -31,7 +31,6 @@ import math
 import multiprocessing
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -49,6 +48,7 @@ import jinja2
 from .._core import jsonutil, money
 from .._core.children import die_with_parent
 from .._core.errors import InputError, RenderError, StateError
+from .._core.files import atomic_write_files
 from ..config.settings import TEMPLATES_DIR, Settings
 
 if TYPE_CHECKING:
@@ -541,42 +541,6 @@ def _check_basename(basename: str) -> None:
         raise RenderError(f"not a usable file name: {basename!r}")
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_temp(folder: Path, name: str, data: bytes) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path``: temp name in the same folder, fsync, ``os.replace``."""
-    tmp = _write_temp(path.parent, path.name, data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
 def write_invoice_files(doc: Mapping[str, Any], out_dir: Path, basename: str) -> tuple[Path, Path]:
     """Write ``<basename>.json`` (jsonutil, indent 2) and ``<basename>.pdf`` into
     ``out_dir``, each atomically. Both are produced in memory first: a failed render
@@ -587,23 +551,9 @@ def write_invoice_files(doc: Mapping[str, Any], out_dir: Path, basename: str) ->
         text = jsonutil.dumps(doc, indent=2) + "\n"
     except (TypeError, ValueError) as exc:
         raise RenderError(f"invoice {_text(doc.get('id'))}: cannot write JSON: {exc}") from exc
-    out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{basename}.json"
     pdf_path = out_dir / f"{basename}.pdf"
-    tmp_json = _write_temp(out_dir, json_path.name, text.encode("utf-8"))
-    try:
-        tmp_pdf = _write_temp(out_dir, pdf_path.name, pdf)
-    except BaseException:
-        tmp_json.unlink(missing_ok=True)
-        raise
-    try:
-        os.replace(tmp_json, json_path)
-        os.replace(tmp_pdf, pdf_path)
-    except BaseException:
-        tmp_json.unlink(missing_ok=True)
-        tmp_pdf.unlink(missing_ok=True)
-        raise
-    _fsync_dir(out_dir)
+    atomic_write_files([(json_path, text.encode("utf-8")), (pdf_path, pdf)])
     return json_path, pdf_path
 
 
@@ -831,7 +781,6 @@ __all__ = [
     "FetchRefusedError",
     "InvoicePdf",
     "RenderResult",
-    "atomic_write_bytes",
     "build_view",
     "html_to_pdf",
     "invoice_pdf",

@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from .._core import clock
 from .._core.ids import new_id
 from ..config.settings import MetricDef, Settings
 from ..rating import fee_days, minimum_days
@@ -311,7 +312,7 @@ def save(settings: Settings, report: AuditReport, *, run_id: str | None = None) 
                 run_id,
                 report.as_of.isoformat(),
                 report.lake_snapshot_id,
-                store.ts(store.utcnow()),
+                clock.ts(clock.utcnow()),
                 report.mode,
                 report.periods_checked,
                 len(report.findings),

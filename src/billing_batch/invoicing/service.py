@@ -34,6 +34,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from .._core import clock
 from .._core.errors import BillingError, InputError, NotFoundError, StateError
 from .._core.ids import check_workspace_id, new_id
 from .._core.jsonutil import dumps, loads
@@ -156,7 +157,7 @@ class Invoice:
 
 # --- reading the store -------------------------------------------------------------------
 def _dt(v: str | None) -> datetime | None:
-    return store.parse_ts(v) if v else None
+    return clock.parse_ts(v) if v else None
 
 
 def _d(v: str | None) -> date | None:
@@ -207,8 +208,8 @@ def _invoice_from_row(con: sqlite3.Connection, r: sqlite3.Row) -> Invoice:
             lines=lines,
             price_book_version=r["price_book_version"],
             lake_snapshot_id=r["lake_snapshot_id"],
-            created_at=store.parse_ts(r["created_at"]),
-            updated_at=store.parse_ts(r["updated_at"]),
+            created_at=clock.parse_ts(r["created_at"]),
+            updated_at=clock.parse_ts(r["updated_at"]),
             issued_at=_dt(r["issued_at"]),
             due_date=_d(r["due_date"]),
             finalized_at=_dt(r["finalized_at"]),
@@ -373,11 +374,11 @@ def _write_invoice(
         "price_book_version": inv.price_book_version,
         "lake_snapshot_id": inv.lake_snapshot_id,
         "document": dumps(document),
-        "created_at": store.ts(inv.created_at),
-        "updated_at": store.ts(inv.updated_at),
-        "issued_at": store.ts(inv.issued_at) if inv.issued_at else None,
+        "created_at": clock.ts(inv.created_at),
+        "updated_at": clock.ts(inv.updated_at),
+        "issued_at": clock.ts(inv.issued_at) if inv.issued_at else None,
         "due_date": inv.due_date.isoformat() if inv.due_date else None,
-        "finalized_at": store.ts(inv.finalized_at) if inv.finalized_at else None,
+        "finalized_at": clock.ts(inv.finalized_at) if inv.finalized_at else None,
     }
     if insert:
         names = ", ".join(cols)
@@ -421,7 +422,7 @@ def _history(
     con.execute(
         "INSERT INTO invoice_status_history (invoice_id, from_status, to_status, at, reason) "
         "VALUES (?, ?, ?, ?, ?)",
-        (invoice_id, frm, to, store.ts(at), reason),
+        (invoice_id, frm, to, clock.ts(at), reason),
     )
 
 
@@ -525,7 +526,7 @@ def _emit(con: sqlite3.Connection, type_: str, inv: Invoice, at: datetime) -> No
         workspace_id=inv.workspace_id,
         data=inv.to_json(),
         at=at,
-        recorded_at=store.utcnow(),
+        recorded_at=clock.utcnow(),
     )
 
 
@@ -550,7 +551,7 @@ def period_for(subs: Sequence[Subscription], start: date, end: date) -> Period:
 
 # --- public operations -------------------------------------------------------------------
 def _now(now: datetime | None) -> datetime:
-    value = now or store.utcnow()
+    value = now or clock.utcnow()
     if value.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return value.astimezone(UTC)
@@ -781,10 +782,10 @@ def transition(
         )
     column = {"paid": "paid_at", "void": "voided_at", "overdue": "overdue_at"}.get(to_status)
     sets = "status = ?, updated_at = ?"
-    params: list[Any] = [to_status, store.ts(at)]
+    params: list[Any] = [to_status, clock.ts(at)]
     if column:
         sets += f", {column} = ?"
-        params.append(store.ts(at))
+        params.append(clock.ts(at))
     if payment_intent_id is not None:
         sets += ", payment_intent_id = ?"
         params.append(payment_intent_id)

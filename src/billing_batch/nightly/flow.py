@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from .._core.progress import progress
 from ..config.settings import Settings, load_settings
 from ..ingest import ingest
-from ..storage import state as store
+from ..storage import mirror
 from ..usage.queries import refresh_rollup
 from ..webhooks.outbox import record_usage_events
 from .steps import (
@@ -153,11 +153,11 @@ def documents_task(where: Where) -> StepResult:
 def mirror_task(where: Where, reason: str) -> StepResult:
     settings = _settings(where)
 
-    def mirror() -> StepResult:
-        snapshot = store.mirror_to_lake(settings, reason=reason)
+    def copy() -> StepResult:
+        snapshot = mirror.mirror_to_lake(settings, reason=reason)
         return StepResult("mirror", counts={"lake_snapshot": snapshot})
 
-    return _run_step(mirror)
+    return _run_step(copy)
 
 
 @task(name="charge-payments", cache_policy=NO_CACHE)

@@ -23,7 +23,6 @@ summary and never stops the others; the run's status says whether anything faile
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +31,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from .._core import clock
 from .._core.errors import BillingError
+from .._core.files import atomic_write_text
 from .._core.ids import new_id
 from .._core.jsonutil import dumps
 from ..config.settings import Settings
@@ -385,14 +386,9 @@ def write_summary(settings: Settings, summary: RunSummary) -> Path:
     """Record the run in the state store and as JSON under runs/ (temp file + rename)."""
     summary.finished_at = summary.finished_at or datetime.now(UTC)
     text = dumps(summary.to_dict(), indent=2)
-    settings.runs_dir.mkdir(parents=True, exist_ok=True)
-    target = summary_path(settings, summary.run_date, summary.run_id)
-    tmp = target.with_name(f".{target.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    target = atomic_write_text(
+        summary_path(settings, summary.run_date, summary.run_id), text + "\n"
+    )
     with store.opened(settings) as con, store.transaction(con):
         con.execute(
             "INSERT OR REPLACE INTO runs (run_id, run_date, started_at, finished_at, status, "
@@ -400,8 +396,8 @@ def write_summary(settings: Settings, summary: RunSummary) -> Path:
             (
                 summary.run_id,
                 summary.run_date.isoformat(),
-                store.ts(summary.started_at),
-                store.ts(summary.finished_at),
+                clock.ts(summary.started_at),
+                clock.ts(summary.finished_at),
                 summary.status,
                 text,
             ),

@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 import stripe
 from stripe.params import PaymentIntentCreateParams
 
+from .._core import clock
 from .._core.errors import (
     BillingError,
     ConfigError,
@@ -459,7 +460,7 @@ class PaymentResult:
 
 
 def _dt(text: str | None) -> datetime | None:
-    return store.parse_ts(text) if text else None
+    return clock.parse_ts(text) if text else None
 
 
 def _attempt_from_row(r: sqlite3.Row) -> PaymentAttempt:
@@ -476,7 +477,7 @@ def _attempt_from_row(r: sqlite3.Row) -> PaymentAttempt:
         decline_code=r["decline_code"],
         error_code=r["error_code"],
         message=r["message"],
-        created_at=store.parse_ts(r["created_at"]),
+        created_at=clock.parse_ts(r["created_at"]),
         completed_at=_dt(r["completed_at"]),
         next_retry_at=_dt(r["next_retry_at"]),
     )
@@ -809,7 +810,7 @@ class _Charger:
             con.execute(
                 "INSERT INTO customers (workspace_id, stripe_customer_id, created_at) "
                 "VALUES (?, ?, ?) ON CONFLICT (workspace_id) DO NOTHING",
-                (workspace_id, customer_id, store.ts(self.now)),
+                (workspace_id, customer_id, clock.ts(self.now)),
             )
             row = con.execute(
                 "SELECT stripe_customer_id FROM customers WHERE workspace_id = ?", (workspace_id,)
@@ -859,7 +860,7 @@ class _Charger:
                     attempt.amount_minor,
                     attempt.currency,
                     payment_method,
-                    store.ts(self.now),
+                    clock.ts(self.now),
                 ),
             )
         return attempt
@@ -1106,7 +1107,7 @@ class _Charger:
             "ORDER BY attempt_no LIMIT 1",
             (attempt.invoice_id,),
         ).fetchone()
-        day = store.parse_ts(first[0]).date() + timedelta(days=schedule[attempt.attempt_no - 1])
+        day = clock.parse_ts(first[0]).date() + timedelta(days=schedule[attempt.attempt_no - 1])
         day = max(day, attempt.created_at.astimezone(UTC).date() + timedelta(days=1))
         return datetime.combine(day, clock_time(0, 0), tzinfo=UTC)
 
@@ -1180,8 +1181,8 @@ class _Charger:
                 outcome.decline_code,
                 outcome.error_code,
                 message,
-                None if status == "pending" else store.ts(self.now),
-                store.ts(next_retry) if next_retry else None,
+                None if status == "pending" else clock.ts(self.now),
+                clock.ts(next_retry) if next_retry else None,
                 attempt.id,
             ),
         )
@@ -1209,7 +1210,7 @@ class _Charger:
                     "automaticRetry": next_retry is not None,
                 },
                 at=self.now,
-                recorded_at=store.utcnow(),
+                recorded_at=clock.utcnow(),
             )
         return message
 
@@ -1255,7 +1256,7 @@ def _check_payable(inv: Invoice, attempts: Sequence[PaymentAttempt]) -> None:
 
 
 def _now(now: datetime | None) -> datetime:
-    value = now or store.utcnow()
+    value = now or clock.utcnow()
     if value.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return value.astimezone(UTC)
@@ -1332,7 +1333,7 @@ def due_payments(settings: Settings, *, now: datetime | None = None) -> list[Pay
     before ``now``: an attempt made at the business time of this run (or later: a
     backfill of an earlier date) is never retried by it, so a rerun of the same date
     makes no new attempt, whatever the schedule or the stored ``next_retry_at``."""
-    at = store.ts(_now(now))
+    at = clock.ts(_now(now))
     max_attempts = 1 + len(settings.payments.dunning_schedule_days)
     ambiguous = ", ".join(f"'{c}'" for c in sorted(AMBIGUOUS_ERRORS))
     sql = (

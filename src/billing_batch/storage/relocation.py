@@ -33,6 +33,7 @@ import duckdb
 
 from .._core.errors import InputError, LakeError
 from ..config.settings import Settings
+from ..storage import mirror
 from . import state as store
 from .lake import LAKE, Lake, run_query, run_sql
 
@@ -215,7 +216,7 @@ def relocate_home(
     )
     if not dry_run:
         log.warning("relocated the home from %s to %s", former, settings.home)
-        store.mirror_to_lake(settings, reason=f"relocate home from {former}")
+        mirror.mirror_to_lake(settings, reason=f"relocate home from {former}")
     return result
 
 

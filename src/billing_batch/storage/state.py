@@ -5,16 +5,16 @@ subscriptions and the webhook outbox need small, frequent, atomic read-modify-wr
 transactions with unique constraints (one live invoice per workspace and period, one
 idempotency key per payment attempt, gap-free numbers). SQLite gives exactly that,
 durably (WAL, ``synchronous=FULL``), with readers never blocked by the writer. The lake
-stays append-mostly Parquet; :func:`mirror_to_lake` copies every state table into it
-in one DuckLake transaction so analysts see invoices next to usage.
+stays append-mostly Parquet; :mod:`.mirror` copies every state table into it in one
+DuckLake transaction so analysts see invoices next to usage.
 
 Conventions: amounts are decimal strings in major units (exact), dates ISO strings,
 times ISO 8601 UTC (``...Z``). Write transactions are ``BEGIN IMMEDIATE``: the writer
 lock is taken up front, so a read-then-write inside one transaction is never stale.
 
 **One SQLite build per file.** Only Python's ``sqlite3`` opens ``state.sqlite``; DuckDB
-(whose sqlite_scanner carries its own SQLite build) never does: :func:`mirror_to_lake`
-hands it a private snapshot instead. Two SQLite builds in one process do not see each
+(whose sqlite_scanner carries its own SQLite build) never does: :mod:`.mirror` hands it
+a private snapshot instead. Two SQLite builds in one process do not see each
 other's locks (POSIX locks are per process, and each build keeps its own table of
 them): a close by one checkpoints and deletes the WAL under the other's open
 transaction, and drops the other's locks, so that another process (the nightly run) can
@@ -26,13 +26,11 @@ that opened it (``check_same_thread`` on; :func:`opened` per unit of work).
 
 from __future__ import annotations
 
-import os
+import functools
 import sqlite3
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 from .._core.errors import LakeError
 from ..config.settings import SQL_DIR, Settings
@@ -43,48 +41,22 @@ SCHEMA_VERSION = 2
 #: (``sql/state/migrations/<name>.sql``); ``schema.sql`` (idempotent) runs after them.
 MIGRATIONS: dict[int, str] = {2: "002_billing_ledger"}
 
-#: State tables mirrored into the lake, as ``sql/mirror/<name>.sql``.
-MIRRORED: tuple[str, ...] = (
-    "invoices",
-    "invoice_lines",
-    "invoice_status_history",
-    "billing_ledger",
-    "audit_runs",
-    "audit_findings",
-    "payment_attempts",
-    "customers",
-    "subscription_events",
-    "subscriptions",
-    "outbox",
-    "webhook_endpoints",
-    "webhook_deliveries",
-    "webhook_attempts",
-    "runs",
-)
+
+class StateConnection(sqlite3.Connection):
+    """A connection to the state store that knows its settings (for the after-commit
+    hook that keeps the lake's copy of the state up to date)."""
+
+    settings: Settings
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def ts(value: datetime) -> str:
-    """A UTC timestamp as stored: ISO 8601 with microseconds and 'Z'."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def connect(settings: Settings) -> sqlite3.Connection:
+def connect(settings: Settings) -> StateConnection:
     """Open (and create or migrate) the state store. Autocommit mode: use
     :func:`transaction` for writes."""
     path = settings.state_path
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        con = sqlite3.connect(path, timeout=30.0, isolation_level=None, factory=StateConnection)
+        con.settings = settings
         con.row_factory = sqlite3.Row
         con.execute("PRAGMA journal_mode = WAL")
         con.execute("PRAGMA synchronous = FULL")
@@ -126,7 +98,9 @@ def _statements(script: str) -> Iterator[str]:
 
 @contextmanager
 def transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any exception)."""
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any exception). After the commit,
+    the change is noted for the lake's copy of the state (:mod:`.mirror`): the one place
+    the mirror is triggered from."""
     con.execute("BEGIN IMMEDIATE")
     try:
         yield con
@@ -134,6 +108,35 @@ def transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+    if isinstance(con, StateConnection) and con.total_changes:
+        from .mirror import note_change
+
+        note_change(con.settings)
+
+
+@functools.cache
+def _sql(name: str) -> str:
+    path = SQL_DIR / "state" / f"{name}.sql"
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LakeError(f"missing SQL file {path}") from None
+
+
+def query(
+    con: sqlite3.Connection, name: str, params: Mapping[str, Any] | None = None
+) -> sqlite3.Cursor:
+    """Run ``sql/state/<name>.sql`` (e.g. ``invoicing/live_invoice``) with its named
+    parameters (``:workspace_id``) bound from ``params``: the state's SQL lives in files,
+    one query each, never in Python strings."""
+    return con.execute(_sql(name), dict(params or {}))
+
+
+def query_many(
+    con: sqlite3.Connection, name: str, rows: Iterable[Mapping[str, Any]]
+) -> sqlite3.Cursor:
+    """``executemany`` of ``sql/state/<name>.sql`` over ``rows`` (named parameters)."""
+    return con.executemany(_sql(name), [dict(r) for r in rows])
 
 
 @contextmanager
@@ -145,66 +148,13 @@ def opened(settings: Settings) -> Iterator[sqlite3.Connection]:
         con.close()
 
 
-#: Name prefix of the state snapshots :func:`mirror_to_lake` hands DuckDB (in tmp/).
-_MIRROR_COPY = "state-mirror-"
-
-
-def snapshot_copy(settings: Settings, target: Path) -> Path:
-    """A consistent copy of the state store at ``target`` (SQLite's online backup, by
-    this process's one SQLite build), in rollback-journal mode and closed: a private
-    file that another SQLite build (DuckDB's) may then open alone."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.unlink(missing_ok=True)
-    try:
-        with opened(settings) as src:
-            dst = sqlite3.connect(target, isolation_level=None)
-            try:
-                src.backup(dst)  # one step: one read transaction, a consistent snapshot
-                dst.execute("PRAGMA journal_mode = DELETE")
-            finally:
-                dst.close()
-    except sqlite3.Error as exc:
-        target.unlink(missing_ok=True)
-        raise LakeError(f"cannot snapshot the state store {settings.state_path}: {exc}") from exc
-    return target
-
-
-def mirror_to_lake(settings: Settings, *, reason: str = "mirror state") -> int:
-    """Replace the lake's copies of the state tables, in one DuckLake transaction.
-
-    Returns the snapshot id. Readers of the lake see either the previous copies or the
-    new ones, never a mix. DuckDB reads a private snapshot of the state store
-    (:func:`snapshot_copy`), never ``state.sqlite`` itself (see the module docstring).
-    """
-    from .lake import Lake, leading_comment, load_sql, sql_literal
-
-    lake = Lake(settings)
-    name = f"{_MIRROR_COPY}{os.getpid()}-{threading.get_ident()}.sqlite"
-    with lake.write_lock():
-        # Copies exist only while a mirror holds the write lock: any found now were left
-        # by a mirror that was killed.
-        for stale in settings.tmp_dir.glob(f"{_MIRROR_COPY}*.sqlite"):
-            stale.unlink(missing_ok=True)
-        copy = snapshot_copy(settings, settings.tmp_dir / name)
-        try:
-            con = lake.connect()
-            try:
-                # the process's lake instance is shared: the copy is attached for this
-                # pass only (the write lock serializes passes)
-                con.execute(f"ATTACH {sql_literal(str(copy))} AS state (TYPE sqlite, READ_ONLY)")
-                try:
-                    with lake.transaction(con, reason):
-                        for table in MIRRORED:
-                            text = load_sql(f"mirror/{table}")
-                            con.execute(f"CREATE OR REPLACE TABLE {table} AS {text}")
-                            con.execute(
-                                f"COMMENT ON TABLE {table} IS {sql_literal(leading_comment(text))}"
-                            )
-                    return lake.current_snapshot(con)
-                finally:
-                    con.execute("USE lake")
-                    con.execute("DETACH state")
-            finally:
-                con.close()
-        finally:
-            copy.unlink(missing_ok=True)
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "StateConnection",
+    "connect",
+    "opened",
+    "query",
+    "query_many",
+    "transaction",
+]

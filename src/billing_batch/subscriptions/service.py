@@ -28,6 +28,7 @@ import sqlite3
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from .._core import clock
 from .._core.errors import NotFoundError, PriceBookError, SubscriptionError
 from .._core.ids import check_workspace_id, new_id
 from ..config.settings import Settings
@@ -143,7 +144,7 @@ def _insert(
             effective.isoformat(),
             anchor_day,
             trial_end.isoformat() if trial_end else None,
-            store.ts(now),
+            clock.ts(now),
         ),
     )
 
@@ -212,7 +213,7 @@ def create_subscription(
         raise SubscriptionError(f"anchor day must be between 1 and {MAX_ANCHOR_DAY}")
     if trial_days < 0:
         raise SubscriptionError("trial days must not be negative")
-    now = now or store.utcnow()
+    now = now or clock.utcnow()
     with store.opened(settings) as con, store.transaction(con):
         subs = load_subscriptions(con, workspace_id).get(workspace_id, [])
         current = _current(subs)
@@ -254,7 +255,7 @@ def change_subscription(
 ) -> Subscription:
     """Switch the current subscription to ``plan`` from ``effective``."""
     _check_plan(settings, plan, workspace_id)
-    now = now or store.utcnow()
+    now = now or clock.utcnow()
     with store.opened(settings) as con, store.transaction(con):
         subs = load_subscriptions(con, workspace_id).get(workspace_id, [])
         current = _current(subs)
@@ -281,7 +282,7 @@ def cancel_subscription(
     settings: Settings, workspace_id: str, effective: date, *, now: datetime | None = None
 ) -> Subscription:
     """Cancel from ``effective`` (the first day without the subscription)."""
-    now = now or store.utcnow()
+    now = now or clock.utcnow()
     with store.opened(settings) as con, store.transaction(con):
         subs = load_subscriptions(con, workspace_id).get(workspace_id, [])
         current = _current(subs)
@@ -304,7 +305,7 @@ def show_subscription(
     settings: Settings, workspace_id: str, *, on: date | None = None
 ) -> dict[str, Any]:
     """Current plan and full history, as a JSON-ready dict."""
-    on = on or store.utcnow().date()
+    on = on or clock.utcnow().date()
     with store.opened(settings) as con:
         subs = load_subscriptions(con, workspace_id).get(workspace_id, [])
     if not subs:

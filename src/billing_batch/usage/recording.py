@@ -27,7 +27,6 @@ nightly run) and rollup.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._core.errors import InputError, LakeError
+from .._core.files import atomic_write_bytes, make_dirs
 from .._core.ids import new_id, stable_id
 from .._core.jsonutil import dumps
 from ..config.settings import Settings
@@ -283,26 +283,6 @@ def prepare_usage(
 
 
 # --- the durable append ------------------------------------------------------------------
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _make_dirs(folder: Path) -> None:
-    """``mkdir -p`` that also makes the new entries durable (fsync of each parent)."""
-    missing: list[Path] = []
-    p = folder
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        d.mkdir(exist_ok=True)
-        _fsync_dir(d.parent)
-
-
 def landing_folder(settings: Settings, now: datetime) -> Path:
     return settings.landing_dir / "api" / now.astimezone(UTC).date().isoformat()
 
@@ -311,11 +291,9 @@ def append_usage(
     settings: Settings, prepared: PreparedUsage, *, now: datetime | None = None
 ) -> RecordedUsage:
     """Append the events to a new landing file, durably (see the module docstring)."""
-    from ..documents.render import atomic_write_bytes
-
     now = now or datetime.now(UTC)
     folder = landing_folder(settings, now)
-    _make_dirs(folder)
+    make_dirs(folder)
     path = folder / f"{new_id('rec')}.jsonl"
     try:
         atomic_write_bytes(path, b"".join(line + b"\n" for line in prepared.lines))

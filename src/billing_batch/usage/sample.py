@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from .._core.files import atomic_write_bytes
+
 _BAD_LINES = (
     "this is not json",
     '{"id": "bad_1", "workspaceId": "ws_0001", "metric": "api_calls", "quantity": 5',
@@ -216,13 +218,4 @@ def _line_expr() -> pl.Expr:
 
 
 def _write_atomic(path: Path, data: bytes, gz: bool) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        if gz:
-            with gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=1, mtime=0) as zf:
-                zf.write(data)
-        else:
-            fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, gzip.compress(data, compresslevel=1, mtime=0) if gz else data)

@@ -58,6 +58,7 @@ from typing import Any
 
 import httpx
 
+from .._core.clock import parse_ts, ts, utcnow
 from .._core.errors import (
     ConfigError,
     InputError,
@@ -68,7 +69,7 @@ from .._core.errors import (
 )
 from .._core.jsonutil import loads
 from ..config.settings import Settings, WebhookEndpoint
-from ..storage.state import opened, parse_ts, transaction, ts, utcnow
+from ..storage.state import opened, transaction
 
 log = logging.getLogger(__name__)
 

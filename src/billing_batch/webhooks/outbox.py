@@ -24,12 +24,13 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+from .._core import clock
+from .._core.clock import ts
 from .._core.ids import stable_id
 from .._core.jsonutil import dumps
 from ..config.settings import Settings
 from ..storage import state as store
 from ..storage.lake import Lake, run_query, run_sql
-from ..storage.state import ts
 
 EVENT_TYPES: tuple[str, ...] = (
     "billing.usage.recorded",
@@ -91,7 +92,7 @@ def record_usage_events(
     never an event twice (ids are derived from the ingest id and the workspace).
     """
     lake = lake or Lake(settings)
-    now = now or store.utcnow()
+    now = now or clock.utcnow()
     with store.opened(settings) as con:
         done = {
             r[0]
