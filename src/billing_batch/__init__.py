@@ -2,163 +2,116 @@
 
 The public API is what ``__all__`` lists (everything else is internal and may change):
 ingest (``ingest_logs``), usage (``get_usage``, ``refresh_rollup``), pricing, invoices
-(``create_invoice`` ... ``void_invoice``), subscriptions, payments (``pay_invoice``),
-webhooks (``deliver_webhooks``, ``verify_webhook``), the HTTP client (``BillingClient``),
-the analysts' sandboxed lake (``analyst_connection``).
+(``create_invoice`` ... ``void_invoice``), the audit, subscriptions, payments
+(``pay_invoice``), webhooks (``deliver_webhooks``, ``verify_webhook``), the HTTP client
+(``BillingClient``), the analysts' sandboxed lake (``analyst_connection``).
+
+Names are imported on first use (module ``__getattr__``), so that ``import
+billing_batch.client`` (an HTTP SDK) loads httpx and nothing heavy: no DuckDB, Stripe,
+WeasyPrint or Prefect until something asks for them.
 """
 
 from __future__ import annotations
 
-from ._core.errors import (
-    BillingError,
-    ConfigError,
-    IngestError,
-    InputError,
-    LakeError,
-    LockedError,
-    NotFoundError,
-    PaymentActionRequiredError,
-    PaymentDeclinedError,
-    PaymentError,
-    PaymentTransientError,
-    PriceBookError,
-    RenderError,
-    StateError,
-    StripeNotConfiguredError,
-    SubscriptionError,
-    UsageQueryError,
-    WebhookError,
-    WebhookVerificationError,
-)
-from .client import BillingClient
-from .config.settings import MetricDef, Settings, load_settings
-from .documents.render import RenderResult, render_many, render_pdf, write_invoice_files
-from .ingest import FileReport, IngestReport
-from .ingest import ingest as ingest_logs
-from .invoicing.service import (
-    Invoice,
-    Line,
-    create_invoice,
-    create_invoices,
-    explain_invoice,
-    finalize_invoice,
-    get_invoice,
-    list_invoices,
-    mark_overdue,
-    void_invoice,
-)
-from .nightly.steps import RunSummary, default_run_date
-from .payments.charging import (
-    PaymentAttempt,
-    PaymentResult,
-    pay_invoice,
-    pay_invoices,
-    retry_due_payments,
-)
-from .rating.prices import Account, Charge, Plan, PriceBook, load_price_book
-from .storage.analyst import AnalystConnection, analyst_connection
-from .storage.lake import Lake
-from .storage.maintenance import expire_lake_snapshots
-from .storage.mirror import mirror_to_lake
-from .subscriptions.service import (
-    Subscription,
-    cancel_subscription,
-    change_subscription,
-    create_subscription,
-    show_subscription,
-)
-from .usage.queries import (
-    MetricUsage,
-    RollupReport,
-    daily_quantities,
-    get_usage,
-    period_quantities,
-    refresh_rollup,
-)
-from .usage.sample import generate as generate_sample
-from .webhooks.delivery import DeliveryReport
-from .webhooks.delivery import deliver as deliver_webhooks
-from .webhooks.delivery import sign as sign_webhook
-from .webhooks.delivery import verify as verify_webhook
-from .webhooks.outbox import EVENT_TYPES, record_usage_events
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Account",
-    "analyst_connection",
-    "AnalystConnection",
-    "BillingClient",
-    "BillingError",
-    "cancel_subscription",
-    "change_subscription",
-    "Charge",
-    "ConfigError",
-    "create_invoice",
-    "create_invoices",
-    "create_subscription",
-    "daily_quantities",
-    "default_run_date",
-    "deliver_webhooks",
-    "DeliveryReport",
-    "EVENT_TYPES",
-    "expire_lake_snapshots",
-    "explain_invoice",
-    "FileReport",
-    "finalize_invoice",
-    "generate_sample",
-    "get_invoice",
-    "get_usage",
-    "ingest_logs",
-    "IngestError",
-    "IngestReport",
-    "InputError",
-    "Invoice",
-    "Lake",
-    "LakeError",
-    "Line",
-    "list_invoices",
-    "load_price_book",
-    "load_settings",
-    "LockedError",
-    "mark_overdue",
-    "MetricDef",
-    "MetricUsage",
-    "mirror_to_lake",
-    "NotFoundError",
-    "pay_invoice",
-    "pay_invoices",
-    "PaymentActionRequiredError",
-    "PaymentAttempt",
-    "PaymentDeclinedError",
-    "PaymentError",
-    "PaymentResult",
-    "PaymentTransientError",
-    "period_quantities",
-    "Plan",
-    "PriceBook",
-    "PriceBookError",
-    "record_usage_events",
-    "refresh_rollup",
-    "render_many",
-    "render_pdf",
-    "RenderError",
-    "RenderResult",
-    "retry_due_payments",
-    "RollupReport",
-    "RunSummary",
-    "Settings",
-    "show_subscription",
-    "sign_webhook",
-    "StateError",
-    "StripeNotConfiguredError",
-    "Subscription",
-    "SubscriptionError",
-    "UsageQueryError",
-    "verify_webhook",
-    "void_invoice",
-    "WebhookError",
-    "WebhookVerificationError",
-    "write_invoice_files",
-    "__version__",
-]
+#: public name -> (module under billing_batch, attribute)
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "Account": ("rating.prices", "Account"),
+    "analyst_connection": ("storage.analyst", "analyst_connection"),
+    "AnalystConnection": ("storage.analyst", "AnalystConnection"),
+    "audit": ("invoicing.audit", "audit"),
+    "AuditReport": ("invoicing.audit", "AuditReport"),
+    "bill": ("nightly.steps", "bill"),
+    "BillingClient": ("client", "BillingClient"),
+    "BillingError": ("_core.errors", "BillingError"),
+    "cancel_subscription": ("subscriptions.service", "cancel_subscription"),
+    "change_subscription": ("subscriptions.service", "change_subscription"),
+    "Charge": ("rating.prices", "Charge"),
+    "ConfigError": ("_core.errors", "ConfigError"),
+    "create_invoice": ("invoicing.service", "create_invoice"),
+    "create_invoices": ("invoicing.service", "create_invoices"),
+    "create_subscription": ("subscriptions.service", "create_subscription"),
+    "daily_quantities": ("usage.queries", "daily_quantities"),
+    "default_run_date": ("nightly.steps", "default_run_date"),
+    "deliver_webhooks": ("webhooks.delivery", "deliver"),
+    "DeliveryReport": ("webhooks.delivery", "DeliveryReport"),
+    "EVENT_TYPES": ("webhooks.outbox", "EVENT_TYPES"),
+    "expire_lake_snapshots": ("storage.maintenance", "expire_lake_snapshots"),
+    "explain_invoice": ("invoicing.service", "explain_invoice"),
+    "FileReport": ("ingest", "FileReport"),
+    "finalize_invoice": ("invoicing.service", "finalize_invoice"),
+    "generate_sample": ("usage.sample", "generate"),
+    "get_invoice": ("invoicing.service", "get_invoice"),
+    "get_usage": ("usage.queries", "get_usage"),
+    "ingest_logs": ("ingest", "ingest"),
+    "IngestError": ("_core.errors", "IngestError"),
+    "IngestReport": ("ingest", "IngestReport"),
+    "InputError": ("_core.errors", "InputError"),
+    "Invoice": ("invoicing.service", "Invoice"),
+    "Lake": ("storage.lake", "Lake"),
+    "LakeError": ("_core.errors", "LakeError"),
+    "Line": ("invoicing.service", "Line"),
+    "list_invoices": ("invoicing.service", "list_invoices"),
+    "load_price_book": ("rating.prices", "load_price_book"),
+    "load_settings": ("config.settings", "load_settings"),
+    "LockedError": ("_core.errors", "LockedError"),
+    "mark_overdue": ("invoicing.service", "mark_overdue"),
+    "MetricDef": ("config.settings", "MetricDef"),
+    "MetricUsage": ("usage.queries", "MetricUsage"),
+    "mirror_to_lake": ("storage.mirror", "mirror_to_lake"),
+    "NotFoundError": ("_core.errors", "NotFoundError"),
+    "pay_invoice": ("payments.charging", "pay_invoice"),
+    "pay_invoices": ("payments.charging", "pay_invoices"),
+    "PaymentActionRequiredError": ("_core.errors", "PaymentActionRequiredError"),
+    "PaymentAttempt": ("payments.charging", "PaymentAttempt"),
+    "PaymentDeclinedError": ("_core.errors", "PaymentDeclinedError"),
+    "PaymentError": ("_core.errors", "PaymentError"),
+    "PaymentResult": ("payments.charging", "PaymentResult"),
+    "PaymentTransientError": ("_core.errors", "PaymentTransientError"),
+    "period_quantities": ("usage.queries", "period_quantities"),
+    "Plan": ("rating.prices", "Plan"),
+    "PriceBook": ("rating.prices", "PriceBook"),
+    "PriceBookError": ("_core.errors", "PriceBookError"),
+    "record_usage_events": ("webhooks.outbox", "record_usage_events"),
+    "refresh_rollup": ("usage.queries", "refresh_rollup"),
+    "render_many": ("documents.render", "render_many"),
+    "render_pdf": ("documents.render", "render_pdf"),
+    "RenderError": ("_core.errors", "RenderError"),
+    "RenderResult": ("documents.render", "RenderResult"),
+    "retry_due_payments": ("payments.charging", "retry_due_payments"),
+    "RollupReport": ("usage.queries", "RollupReport"),
+    "RunSummary": ("nightly.steps", "RunSummary"),
+    "Settings": ("config.settings", "Settings"),
+    "show_subscription": ("subscriptions.service", "show_subscription"),
+    "sign_webhook": ("webhooks.delivery", "sign"),
+    "StateError": ("_core.errors", "StateError"),
+    "StripeNotConfiguredError": ("_core.errors", "StripeNotConfiguredError"),
+    "Subscription": ("subscriptions.service", "Subscription"),
+    "SubscriptionError": ("_core.errors", "SubscriptionError"),
+    "UsageQueryError": ("_core.errors", "UsageQueryError"),
+    "verify_webhook": ("webhooks.delivery", "verify"),
+    "void_invoice": ("invoicing.service", "void_invoice"),
+    "WebhookError": ("_core.errors", "WebhookError"),
+    "WebhookVerificationError": ("_core.errors", "WebhookVerificationError"),
+    "write_invoice_files": ("documents.render", "write_invoice_files"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'billing_batch' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value  # the next access skips __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
