@@ -130,6 +130,52 @@ def new_run(run_date: date, run_id: str | None = None) -> RunSummary:
     )
 
 
+# --- steps 1-2: ingest and rollup ---------------------------------------------------------
+def ingest_step(settings: Settings) -> StepResult:
+    """Ingest the new landing files and emit ``billing.usage.recorded``."""
+    from ..ingest import ingest
+    from ..webhooks.outbox import record_usage_events
+
+    report = ingest(settings)
+    events = record_usage_events(settings)
+    d = report.to_dict()
+    step = StepResult(
+        "ingest",
+        counts={
+            "files": d["files"],
+            "lines": d["lines"],
+            "accepted": d["accepted"],
+            "duplicates": d["duplicates"],
+            "conflicts": d["conflicts"],
+            "rejected": d["rejected"],
+            "usage_events": len(events),
+        },
+        failures=[{"file": f["file"], "error": f["error"]} for f in d["failed_files"]],
+    )
+    if d["rejects_file"]:
+        step.notes.append(f"rejected lines kept in {d['rejects_file']}")
+    return step
+
+
+def rollup_step(settings: Settings) -> StepResult:
+    """Absorb the new ingests into the daily rollup (the days that changed)."""
+    from ..usage.queries import refresh_rollup
+
+    report = refresh_rollup(settings)
+    return StepResult(
+        "rollup", counts={"days": len(report.days), "ingests": len(report.ingest_ids)}
+    )
+
+
+def mirror_step(settings: Settings, reason: str) -> StepResult:
+    """Copy the state into the lake (analysts see this run's invoices)."""
+    from ..storage import mirror
+
+    return StepResult(
+        "mirror", counts={"lake_snapshot": mirror.mirror_to_lake(settings, reason=reason)}
+    )
+
+
 # --- step 3: closing periods -------------------------------------------------------------
 def close_periods(settings: Settings, run_date: date) -> tuple[StepResult, list[str]]:
     """Invoice every period closed before ``run_date`` that still owes anything

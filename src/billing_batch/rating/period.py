@@ -5,9 +5,10 @@ The one home of the rules of ``docs/billing-rules.md`` §4-§6: given a period's
 was billed already, return the invoice lines and the ledger entries that bill exactly the
 difference. No I/O: the caller reads the lake and the ledger.
 
-* usage of a metric: quantity ``Q_now − Q_billed``, amount ``price(Q_now) − price(Q_billed)``
+* usage of a metric: quantity ``Q_now − Q_billed``, amount ``price(Q_now) − A_billed``
   with the segment's plan (the plan the ledger recorded for it, else the plan in force):
-  tiers and included units continue where billed usage stopped;
+  the invoices of a segment always add up to its price with all its usage (tiers and
+  included units continue where billed usage stopped);
 * base fee (subscriptions only): ``F_now − F_billed`` fee days, amount
   ``fee(F_now) − fee(F_billed)``;
 * minimum (subscriptions only): when the segment's usage or days changed, the top-up due
@@ -201,9 +202,13 @@ class _Rater:
                 amount = charge.amount
                 detail = charge.to_detail()
             else:
+                # what the segment costs now with all its usage, minus what was billed
+                # (amounts, not prices of quantities: a void that released an earlier
+                # row must not bill the units a later late line already priced)
                 before = price.rate(done.quantity, self.currency, included=free)
-                amount = charge.amount - before.amount
+                amount = charge.amount - done.amount
                 detail = _difference_detail(price, before, charge, delta, self.currency, free)
+                detail["billedAmount"] = done.amount
             if self.late:
                 detail = {
                     "latePeriod": {"start": self.period.start, "end": self.period.end},
