@@ -862,6 +862,8 @@ def test_backfill_equals_single_catch_up(tmp_path_factory: pytest.TempPathFactor
     @BACKFILL_SETTINGS
     @given(sc=scenarios())
     def check(sc: Scenario) -> None:
+        note(f"events: {[(e.ws, e.id, e.metric, str(e.day), str(e.quantity)) for e in sc.events]}")
+        note(f"subscriptions: {sc.subs}; price book plans: {sc.assignments}")
         daily_home = Homes.fresh(root / "daily")
         settings_a, model_a = setup_scenario(daily_home, sc)
         model_a.ingest()
