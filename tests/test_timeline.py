@@ -175,6 +175,7 @@ def write_book(home: Path, book: Book) -> None:
 
 
 _file_seq = itertools.count(1)
+_book_versions = itertools.count(1)
 
 
 def land(home: Path, events: Iterable[Event]) -> None:
@@ -482,7 +483,8 @@ class TimelineMachine(RuleBasedStateMachine):
         super().__init__()
         self.home = Homes.fresh(self.root / "home")
         self.settings = home_settings(self.home)
-        self.book = Book(DEFAULT_PLANS, "payg")
+        # a new version number for every book written in this process
+        self.book = Book(DEFAULT_PLANS, "payg", version=next(_book_versions))
         write_book(self.home, self.book)
         self.model = Model(self.book, WORKSPACES)
         self.landed: list[Event] = []  # not written to landing/ yet
@@ -700,7 +702,7 @@ class TimelineMachine(RuleBasedStateMachine):
             self.book.assignments.pop(ws, None)
         else:
             self.book.assignments[ws] = plan
-        self.book.version += 1
+        self.book.version = next(_book_versions)
         write_book(self.home, self.book)
         self.changes += 1
         self.dirty = True
