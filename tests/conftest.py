@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from billing_batch.config.settings import Settings, load_settings
 
@@ -19,6 +20,13 @@ from billing_batch.config.settings import Settings, load_settings
 os.environ.pop("BILLING_HOME", None)
 os.environ.pop("BILLING_CONFIG", None)
 os.environ.pop("STRIPE_API_KEY", None)
+
+# `pytest --hypothesis-profile=long`: many more examples (and, for the stateful timeline
+# test, longer timelines) than the default suite can afford. No deadline: examples drive
+# real lakes on a shared machine.
+hypothesis_settings.register_profile(
+    "long", max_examples=300, stateful_step_count=40, deadline=None
+)
 
 
 @pytest.fixture
