@@ -26,7 +26,7 @@ D = date
 # --- helpers -------------------------------------------------------------------------------
 def make_home(tmp_path: Path, workspaces: dict[str, str] | None = None) -> Settings:
     """A home whose price book is the built-in one plus ``[workspaces.<id>] plan``."""
-    from billing_batch.pricing import default_price_book_text
+    from billing_batch import default_price_book_text
 
     home = tmp_path / "home"
     home.mkdir()
@@ -70,7 +70,7 @@ def land(settings: Settings, *events: tuple[str, str, int, str]) -> Path:
 
 
 def bill(settings: Settings, run_date: date) -> Any:
-    from billing_batch.nightly import bill as _bill
+    from billing_batch import bill as _bill
 
     result = _bill(settings, run_date)
     assert list(result.failures) == [], result.failures
@@ -78,7 +78,7 @@ def bill(settings: Settings, run_date: date) -> Any:
 
 
 def live_invoices(settings: Settings, ws: str | None = None) -> list[Any]:
-    from billing_batch.invoices import list_invoices
+    from billing_batch import list_invoices
 
     return sorted(
         (
@@ -110,7 +110,7 @@ def fixed_lines(invoices: list[Any]) -> list[tuple[str, date, date, Decimal]]:
 
 
 def unexplained(settings: Settings, as_of: date) -> list[Any]:
-    from billing_batch.invoicing.audit import audit
+    from billing_batch import audit
 
     return list(audit(settings, as_of=as_of).unexplained)
 
@@ -206,7 +206,7 @@ def test_base_fee_and_minimum_follow_one_rule(tmp_path: Path) -> None:
     """A workspace on growth through the price book (no subscription) gets neither the
     base fee nor the minimum; with a subscription (from 2024-01-10: 22 of 31 days) it gets
     both, prorated by the same fee days."""
-    from billing_batch.subscriptions import create_subscription
+    from billing_batch import create_subscription
 
     s = make_home(tmp_path, {"ws_book": "growth"})
     create_subscription(s, "ws_sub", "growth", D(2024, 1, 10))
@@ -233,7 +233,7 @@ def test_cancelled_subscription_gets_no_minimum_after(tmp_path: Path) -> None:
     """growth in the price book and a subscription cancelled effective 2024-02-11: the final
     Feb 1-10 invoice carries the prorated fee and minimum; the Feb 11-29 period is priced
     by the price book's plan with no fee and no minimum top-up."""
-    from billing_batch.subscriptions import cancel_subscription, create_subscription
+    from billing_batch import cancel_subscription, create_subscription
 
     s = make_home(tmp_path, {"ws_c": "growth"})
     create_subscription(s, "ws_c", "growth", D(2024, 1, 1))
@@ -267,7 +267,7 @@ def test_stale_rollup_never_prices_zero(tmp_path: Path, capsys: pytest.CaptureFi
     """``billing-batch ingest seed.jsonl`` then ``billing-batch invoice create --workspace
     ws_123 --start 2024-01-01 --end 2024-01-31``: the draft prices the ingested usage (no
     subtotal of 0 from a rollup that was not refreshed), and ``usage`` reads the same."""
-    from billing_batch.invoices import list_invoices
+    from billing_batch import list_invoices
 
     s = make_home(tmp_path)
     seed = tmp_path / "seed.jsonl"

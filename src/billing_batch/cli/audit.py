@@ -17,14 +17,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="compare usage in the lake with what invoices billed (exit 1: unexplained)",
         description="For each workspace, closed billing period, segment and metric: usage in "
         "the lake vs. quantity on non-void invoices; fee days in force vs. billed; closed "
-        "periods not billed. Default: as the newest nightly run left things (its date and "
-        "lake snapshot). Exit status 1 when a difference is unexplained.",
+        "periods not billed. Default: today; what the next run will bill is explained, "
+        "anything no run can make right (billed twice, more fee days than in force) is "
+        "not. --strict checks what a run must leave (default: the newest nightly run's "
+        "date and lake snapshot). Exit status 1 when a difference is unexplained.",
     )
     a.add_argument("--date", help="check the periods that ended before this day (YYYY-MM-DD)")
     a.add_argument(
-        "--now",
+        "--strict",
         action="store_true",
-        help="today's lake: differences the next run will bill are explained",
+        help="what a run on --date must leave (default: the newest nightly run)",
     )
     a.add_argument("--record", action="store_true", help="store the audit (audit_runs table)")
     a.set_defaults(handler=_audit)
@@ -35,7 +37,7 @@ def _audit(args: argparse.Namespace) -> int:
     report = audit(
         settings,
         as_of=parse_date(args.date, what="--date") if args.date else None,
-        mode="now" if args.now else "strict",
+        mode="strict" if args.strict else "now",
         record=args.record,
     )
     print_json(report.to_dict())

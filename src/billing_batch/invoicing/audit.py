@@ -5,13 +5,15 @@ ledger's (units on non-void finalized invoices); the fee days in force against t
 days billed (base fee and minimum); and closed periods not billed at all. Each difference
 is *explained* or *unexplained*:
 
-* ``strict`` (the nightly's, and ``billing-batch audit``'s by default): the state a run on
-  ``as_of`` must leave. Only late differences with no later closed period to carry them
-  are explained ("waits for the next period to close"); anything else is money lost or
-  billed twice.
-* ``now`` (``billing-batch audit --now``): today's lake; what the next run would bill is
-  explained ("the next run bills it"). Unexplained: more billed than used for a metric
-  that only grows (sum, count), and ledger rows that match no billing period.
+* ``strict`` (the nightly's, right after it invoiced; ``billing-batch audit --strict``):
+  the state a run on ``as_of`` must leave. Only late differences with no later closed
+  period to carry them are explained ("waits for the next period to close"); anything
+  else is money lost or billed twice.
+* ``now`` (``billing-batch audit``'s default, any time): today's lake and state; what the
+  next run will bill is explained ("the next run bills it": usage that arrived since, a
+  period that closed since, a void, a subscription change). Unexplained: more billed than
+  used for a metric that only grows (sum, count), more fee days billed than in force, and
+  ledger rows that match no billing period: what no run can make right.
 
 Healthy: nothing unexplained. Findings can be recorded in the state (``audit_runs``,
 ``audit_findings``, mirrored into the lake for analysts).
@@ -167,6 +169,7 @@ class _Checker:
                 else ("unexplained", "closed and not billed")
             )
             self._add(pos, "unbilled_period", status, reason)
+            self._segments(pos, status, reason)
             return
         if self.mode == "now":
             status, reason = "explained", "late difference: the next run bills it"
@@ -266,15 +269,15 @@ def audit(
     *,
     as_of: date | None = None,
     snapshot: int | None = None,
-    mode: Mode = "strict",
+    mode: Mode = "now",
     record: bool = False,
     run_id: str | None = None,
 ) -> AuditReport:
     """Audit the periods closed before ``as_of`` with the lake at ``snapshot`` and the
-    ledger as it is. Defaults: in ``strict`` mode, as the newest nightly run left things
-    (its date, and the snapshot its invoices were rated at), else today with the lake now
-    (the rollup brought up to date first); in ``now`` mode, today. ``record`` stores the
-    audit and its findings in the state."""
+    ledger as it is (see the module docstring for the two modes). Defaults: ``now`` mode
+    as of today with the lake now (the rollup brought up to date first); ``strict``
+    without a date checks what the newest nightly run left (its date, and the snapshot
+    its invoices were rated at). ``record`` stores the audit and its findings."""
     book = load_price_book(settings)
     if as_of is None and snapshot is None and mode == "strict":
         latest = last_run(settings)

@@ -17,7 +17,14 @@ from decimal import Decimal
 
 import duckdb
 
-from ..periods import Period, PlanSpan, Subscription, closed_periods, plan_spans
+from ..periods import (
+    Period,
+    PlanSpan,
+    Subscription,
+    billing_periods,
+    closed_periods,
+    plan_spans,
+)
 from ..rating import Billed, SegmentState, segment_differs
 from ..rating.prices import PriceBook
 from ..storage.lake import Lake, run_sql
@@ -155,7 +162,9 @@ def load_positions(
             for span in spans:
                 needs.setdefault((span.start, span.end, *_nominal(period)), set()).add(ws)
         known = {(p.start, p.end) for p, _ in layout[ws]}
-        positions.orphans += [(ws, p) for p in billed.get(ws, {}) if p not in known]
+        positions.orphans += [
+            (ws, p) for p in billed.get(ws, {}) if p not in known and not _later(subs, p, as_of)
+        ]
     quantities = _quantities(lake_con, needs)
     for ws, periods_spans in layout.items():
         ws_billed = billed.get(ws, {})
@@ -182,6 +191,15 @@ def load_positions(
             )
         positions.by_workspace[ws] = out
     return positions
+
+
+def _later(subs: Sequence[Subscription], period: tuple[date, date], as_of: date) -> bool:
+    """A billing period of the workspace that is not closed as of ``as_of`` (billed
+    early, or seen from an earlier date): not an orphan."""
+    start, end = period
+    return end >= as_of and any(
+        (p.start, p.end) == period for p in billing_periods(subs, start, end)
+    )
 
 
 def _nominal(period: Period) -> tuple[date, date]:

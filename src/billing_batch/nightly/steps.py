@@ -218,7 +218,9 @@ def audit_step(
     were rated at), recorded in the state; unexplained differences fail the run."""
     from ..invoicing.audit import audit, describe
 
-    report = audit(settings, as_of=run_date, snapshot=snapshot, record=True, run_id=run_id)
+    report = audit(
+        settings, as_of=run_date, snapshot=snapshot, mode="strict", record=True, run_id=run_id
+    )
     step = StepResult("audit", counts={**report.counts(), "audit_id": report.audit_id})
     for line in describe(report.unexplained[:50]):
         step.failures.append({"audit": line})
@@ -251,7 +253,7 @@ def bill(settings: Settings, run_date: date) -> BillResult:
     ingest(settings)
     refresh_rollup(settings)
     step, ids = close_periods(settings, run_date)
-    report = audit(settings, as_of=run_date, snapshot=step.counts["lake_snapshot"])
+    report = audit(settings, as_of=run_date, snapshot=step.counts["lake_snapshot"], mode="strict")
     return BillResult(invoice_ids=ids, failures=step.failures, audit=report, steps=[step])
 
 
