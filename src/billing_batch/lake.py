@@ -21,11 +21,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import os
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,14 @@ class Expiry:
     #: Data files deleted because no remaining snapshot reads them.
     files_deleted: int
     dry_run: bool
+    #: Files a crashed write left in the data path (no snapshot tracks them), deleted.
+    orphan_files: list[str] = field(default_factory=list)
+    #: Why orphan files were not looked for (e.g. a remote data path), or None.
+    orphans_skipped: str | None = None
+
+
+#: The name DuckLake gives every data and delete file it writes.
+_DUCKLAKE_FILE = re.compile(r"^ducklake-[0-9a-f-]{36}(-delete)?\.parquet$")
 
 
 class Lake:
@@ -359,6 +368,70 @@ class Lake:
             files_deleted=len(unused),
             dry_run=dry_run,
         )
+
+    def delete_orphan_files(
+        self, min_age: timedelta, *, dry_run: bool = False, now: datetime | None = None
+    ) -> list[str]:
+        """Delete the files a crashed write left in the lake's data path; return them.
+
+        A write that dies before its commit (``kill -9``, power loss) leaves the Parquet
+        files it had written (complete or truncated) where DuckLake puts them, and no
+        snapshot ever tracks them. Under the lake write lock (no write of ours runs), a
+        file is deleted only when all of these hold: it is under the data path, its name
+        is one DuckLake gives its files (``ducklake-<uuid>[-delete].parquet``: anything
+        else stored there is left alone), no row of the catalog names it (data, delete
+        and scheduled-for-deletion files of every table, every snapshot), and it was last
+        modified more than ``min_age`` ago (older than any write still running, even one
+        that would not take our lock). Files are matched by name: DuckLake's names are
+        unique, so a data path spelled differently from the catalog's changes nothing.
+        Remote data paths (``s3://``...) are not supported: the caller is told why.
+        """
+        data = self.settings.data_path
+        if "://" in data:
+            raise LakeError(f"orphan files are only looked for in a local data path, not {data}")
+        root = Path(data)
+        cutoff = (now or datetime.now().astimezone()).timestamp() - min_age.total_seconds()
+        with self.write_lock():
+            if not root.is_dir():
+                return []
+            con = self.connect()
+            try:
+                tracked = self._tracked_file_names(con)
+            finally:
+                con.close()
+            doomed: list[Path] = []
+            for folder, _dirs, files in os.walk(root):
+                for name in files:
+                    if not _DUCKLAKE_FILE.match(name) or name in tracked:
+                        continue
+                    path = Path(folder) / name
+                    try:
+                        if path.lstat().st_mtime < cutoff and path.is_file():
+                            doomed.append(path)
+                    except FileNotFoundError:
+                        continue
+            if not dry_run:
+                for path in doomed:
+                    path.unlink(missing_ok=True)
+        return sorted(str(p) for p in doomed)
+
+    @staticmethod
+    def _tracked_file_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+        """The file names (not paths) of every file the catalog knows, any snapshot."""
+        meta = f"__ducklake_metadata_{LAKE}"
+        sql = " UNION ALL ".join(
+            f"SELECT path FROM {meta}.{table}"
+            for table in (
+                "ducklake_data_file",
+                "ducklake_delete_file",
+                "ducklake_files_scheduled_for_deletion",
+            )
+        )
+        try:
+            rows = con.execute(sql).fetchall()
+        except duckdb.Error as exc:
+            raise LakeError(f"cannot list the lake's files: {exc}") from exc
+        return {str(r[0]).replace("\\", "/").rsplit("/", 1)[-1] for r in rows}
 
     # --- reading ---------------------------------------------------------------------
     @staticmethod
