@@ -55,7 +55,7 @@ def expire_lake_snapshots(
     with lake.write_lock():  # the pinned set cannot change under a lake writer's feet
         expiry = lake.expire_snapshots(cutoff, keep=pinned_snapshots(settings), dry_run=dry_run)
         if "://" in settings.data_path:
-            skipped = f"orphan files are only looked for in a local data path ({settings.data_path})"
+            skipped = f"orphan files are looked for in a local data path only: {settings.data_path}"
             return dataclasses.replace(expiry, orphans_skipped=skipped)
         orphans = lake.delete_orphan_files(orphan_min_age, dry_run=dry_run, now=clock)
     return dataclasses.replace(
