@@ -1,12 +1,17 @@
 -- ingest_file_counts: per staged file, how its non-blank lines were accounted for.
 -- Grain: one row per file_seq. accepted + duplicates + rejected = lines.
--- Inputs: temp `ingest_lines`, `ingest_dups`, `ingest_files`.
-WITH line_counts AS (
-    SELECT
-        file_seq,
-        count(*) AS lines,
-        count(reason) AS rejected
+-- Inputs: temp `staged` (accepted lines), `ingest_lines` (rejected lines, with their
+-- reason), `ingest_dups`, `ingest_files`.
+WITH staged_counts AS (
+    SELECT file_seq, count(*) AS staged
+    FROM temp.staged
+    GROUP BY file_seq
+),
+
+reject_counts AS (
+    SELECT file_seq, count(*) AS rejected, mode(reason) AS top_reason
     FROM temp.ingest_lines
+    WHERE reason IS NOT NULL
     GROUP BY file_seq
 ),
 
@@ -22,7 +27,7 @@ dup_counts AS (
 fresh_days AS (
     -- (file, day) pairs first: a few groups, so no per-row distinct-list work
     SELECT s.file_seq, s.day, min(s.ts) AS min_ts, max(s.ts) AS max_ts
-    FROM staged AS s
+    FROM temp.staged AS s
     ANTI JOIN temp.ingest_dups AS d ON d.file_seq = s.file_seq AND d.line_no = s.line_no
     GROUP BY s.file_seq, s.day
 ),
@@ -36,16 +41,18 @@ fresh AS (
 final AS (
     SELECT
         f.file_seq,
-        coalesce(l.lines, 0) AS lines,
-        coalesce(l.rejected, 0) AS rejected,
+        coalesce(s.staged, 0) + coalesce(r.rejected, 0) AS lines,
+        coalesce(r.rejected, 0) AS rejected,
         coalesce(d.duplicates, 0) AS duplicates,
         coalesce(d.conflicts, 0) AS conflicts,
-        coalesce(l.lines, 0) - coalesce(l.rejected, 0) - coalesce(d.duplicates, 0) AS accepted,
+        coalesce(s.staged, 0) - coalesce(d.duplicates, 0) AS accepted,
         coalesce(fr.days, []) AS days,
         fr.min_ts,
-        fr.max_ts
+        fr.max_ts,
+        r.top_reason
     FROM temp.ingest_files AS f
-    LEFT JOIN line_counts AS l ON l.file_seq = f.file_seq
+    LEFT JOIN staged_counts AS s ON s.file_seq = f.file_seq
+    LEFT JOIN reject_counts AS r ON r.file_seq = f.file_seq
     LEFT JOIN dup_counts AS d ON d.file_seq = f.file_seq
     LEFT JOIN fresh AS fr ON fr.file_seq = f.file_seq
 )
