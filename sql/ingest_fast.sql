@@ -4,9 +4,11 @@
 -- no blank line and that the row count is its line count; otherwise the file goes
 -- through the rule chain, sql/ingest_validate.sql, instead).
 -- `ok` = the line has the usual shape of a valid event, which the rule chain accepts
--- with the same values: plain-digit quantity (or up to 6.9 digits for a fractional
--- metric), 'YYYY-MM-DDTHH:MM:SS[.f]' with 'Z' or '±HH:MM', known metric, plain string
--- id, object or absent properties. Lines not `ok` (and lines the caller finds are not
+-- with the same values (its own expressions where it has them): an integer quantity
+-- (the chain's UBIGINT test; a fractional metric also takes up to 6.9 plain digits),
+-- 'YYYY-MM-DDTHH:MM:SS[.f]' with 'Z' or '±HH:MM', known metric, plain string id, object
+-- or absent properties. `timestamp` is read as text: only a JSON string can have that
+-- shape; the other fields are read as JSON tokens, whose type the checks need. Lines not `ok` (and lines the caller finds are not
 -- one clean object) are read again and take the rule chain, which names the reason or
 -- accepts them. Nothing here names a reason.
 -- Units: quantity in the metric's unit (DECIMAL(38,9)); `day` = UTC date of `ts`;
@@ -20,11 +22,11 @@ WITH source AS (
         CAST(workspaceId AS VARCHAR) AS w,
         list_position($metrics, CAST(metric AS VARCHAR)) AS metric_pos,
         CAST(quantity AS VARCHAR) AS q,
-        CAST("timestamp" AS VARCHAR) AS t,
+        "timestamp" AS t,
         properties
     FROM read_json(
         $path,
-        columns = {id: 'JSON', workspaceId: 'JSON', metric: 'JSON', quantity: 'JSON', "timestamp": 'JSON', properties: 'JSON'},
+        columns = {id: 'JSON', workspaceId: 'JSON', metric: 'JSON', quantity: 'JSON', "timestamp": 'VARCHAR', properties: 'JSON'},
         format = 'newline_delimited',
         ignore_errors = true,
         compression = $compression,
@@ -36,13 +38,13 @@ typed AS (
     SELECT
         *,
         CASE
-            WHEN regexp_full_match(q, '[0-9]{1,20}') THEN CAST(try_cast(q AS UBIGINT) AS DECIMAL(38, 9))
+            WHEN NOT (contains(q, '.') OR contains(q, 'e') OR contains(q, 'E')) THEN CAST(try_cast(q AS UBIGINT) AS DECIMAL(38, 9))
             WHEN NOT list_extract($whole, metric_pos) AND regexp_full_match(q, '[0-9]{1,6}\.[0-9]{1,9}')
                 THEN CAST(q AS DECIMAL(38, 9))
         END AS qty,
         CASE
-            WHEN regexp_full_match(t, '"\d{4}-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)"')
-                THEN try_cast(t[2:-2] AS TIMESTAMPTZ)
+            WHEN t LIKE '____-__-__T__:__:__Z' OR regexp_full_match(t, '\d{4}-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)')
+                THEN try_cast(t AS TIMESTAMPTZ)
         END AS ts
     FROM source
 ),

@@ -123,6 +123,30 @@ def stage(
     return outcomes
 
 
+def drop_duplicates(con: duckdb.DuckDBPyConnection) -> None:
+    """Take the duplicate lines (``temp.ingest_dups``, already counted and kept there)
+    out of ``temp.staged``: what is left is what the commit writes, read without a join."""
+    for (table,) in run_query(con, _FAST_TABLES).fetchall():
+        seq = int(str(table).rsplit("_", 1)[1])
+        run_query(
+            con,
+            f"UPDATE temp.{table} SET ok = false WHERE rowid IN "
+            "(SELECT line_no - 1 FROM temp.ingest_dups WHERE file_seq = $seq)",
+            {"seq": seq},
+        )
+    run_query(
+        con,
+        "DELETE FROM temp.ingest_lines WHERE reason IS NULL AND (file_seq, line_no) IN "
+        "(SELECT (file_seq, line_no) FROM temp.ingest_dups)",
+    )
+
+
+_FAST_TABLES = (
+    "SELECT table_name FROM duckdb_tables() WHERE database_name = 'temp' "
+    "AND table_name LIKE 'ingest\\_fast\\_%' ESCAPE '\\'"
+)
+
+
 def drop_staging(con: duckdb.DuckDBPyConnection) -> None:
     tables = [
         r[0]
@@ -292,4 +316,4 @@ def _stage_chain(
     return outcomes
 
 
-__all__ = ["STAGING_DDL", "drop_staging", "stage", "validation_params"]
+__all__ = ["STAGING_DDL", "drop_duplicates", "drop_staging", "stage", "validation_params"]

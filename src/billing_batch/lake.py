@@ -134,6 +134,9 @@ class Lake:
                 config["threads"] = s.lake.threads
         try:
             con = duckdb.connect(":memory:", config=config)
+            # never (a connection setting): a bar drawn by DuckDB would land in the CLI's
+            # output and the job's logs
+            con.execute("SET enable_progress_bar = false")
             con.execute("SET TimeZone = 'UTC'")
             for ext in _required_extensions(s.catalog_url, s.data_path):
                 con.execute(f"LOAD {ext}")
@@ -446,6 +449,7 @@ def memory_connection() -> duckdb.DuckDBPyConnection:
     the HTTP API with ingest's own query."""
     try:
         con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
+        con.execute("SET enable_progress_bar = false")
         con.execute("SET TimeZone = 'UTC'")
     except duckdb.Error as exc:
         raise LakeError(f"cannot start DuckDB: {exc}") from exc
