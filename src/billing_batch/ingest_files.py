@@ -37,7 +37,7 @@ def _walk(top: Path, suffixes: tuple[str, ...]) -> tuple[list[tuple[Path, int]],
 
     def listing_failed(exc: OSError) -> None:
         where = Path(exc.filename) if exc.filename else top
-        problems.append((where, f"folder cannot be read: {exc.strerror or exc}"))
+        problems.append((where, f"{where}: folder cannot be read: {exc.strerror or exc}"))
 
     for folder, _dirs, names in os.walk(top, onerror=listing_failed):
         for name in names:
@@ -47,7 +47,7 @@ def _walk(top: Path, suffixes: tuple[str, ...]) -> tuple[list[tuple[Path, int]],
             try:
                 st = path.stat()
             except OSError as exc:
-                problems.append((path, f"file cannot be read: {exc.strerror or exc}"))
+                problems.append((path, f"{path}: file cannot be read: {exc.strerror or exc}"))
                 continue
             if stat.S_ISREG(st.st_mode):
                 found.append((path, st.st_size))
