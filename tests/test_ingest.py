@@ -544,3 +544,16 @@ def test_large_ingest_paths_give_the_same_result(
         files = [r[0] for r in q(s, "SELECT data_file FROM ducklake_list_files('lake', 'events')")]
         days = {f.split("day=")[1].split("/")[0] for f in files}
         assert days == set(one["days"])
+
+
+def test_duckdb_progress_bar_is_off_in_library_connections(settings: Settings) -> None:
+    """A bar DuckDB draws on a long query would land in the CLI's JSON and the logs."""
+    from billing_batch.lake import memory_connection
+
+    for con in (Lake(settings).connect(), memory_connection()):
+        try:
+            assert con.execute("SELECT current_setting('enable_progress_bar')").fetchall() == [
+                (False,)
+            ]
+        finally:
+            con.close()

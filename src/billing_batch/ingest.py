@@ -308,19 +308,20 @@ def _commit(
     clock = _lap(timings, "dedupe", clock)
     expected_snapshot = lake.current_snapshot(con) + 1
     extra = {"ingest_id": ingest_id, "files": len(ok)}
+    files_by_seq: list[str | None] = [None] * len(inputs)
+    sha_by_seq: list[str | None] = [None] * len(inputs)
+    for seq, p, st in ok:
+        files_by_seq[seq], sha_by_seq[seq] = str(p), st.sha256
     with lake.transaction(con, f"ingest {ingest_id}", extra):
-        params = {"ingest_id": ingest_id, "now": started_at, "snapshot_id": expected_snapshot}
-        # one INSERT per file (its name and hash are constants of the statement) and
-        # group of days
-        for seq, day_from, day_to in _insert_groups(con):
-            path, stats = inputs[seq], outcomes[seq]
-            assert isinstance(stats, FileStats)
-            file_params = {"file_seq": seq, "source_file": str(path), "source_sha256": stats.sha256}
-            run_sql(
-                con,
-                "ingest_commit_events",
-                {**params, **file_params, "day_from": day_from, "day_to": day_to},
-            )
+        params = {
+            "ingest_id": ingest_id,
+            "now": started_at,
+            "snapshot_id": expected_snapshot,
+            "source_files": files_by_seq,
+            "source_sha256s": sha_by_seq,
+        }
+        for day_from, day_to in _day_groups(con):
+            run_sql(con, "ingest_commit_events", {**params, "day_from": day_from, "day_to": day_to})
         for name in ("rejects", "duplicates", "manifest"):
             run_sql(con, f"ingest_commit_{name}", params)
     clock = _lap(timings, "commit", clock)
@@ -362,31 +363,25 @@ def _lap(timings: dict[str, float], name: str, since: tuple[float, float]) -> tu
     return now
 
 
-def _insert_groups(con: duckdb.DuckDBPyConnection) -> list[tuple[int, date, date]]:
-    """Per file, its consecutive days of new events in groups of about ``_INSERT_ROWS``
-    rows: each group is one INSERT (its scan of the staged lines skips the row groups
-    outside its days when they arrived roughly in time order, as logs do)."""
+def _day_groups(con: duckdb.DuckDBPyConnection) -> list[tuple[date, date]]:
+    """Consecutive days of new events in groups of about ``_INSERT_ROWS`` rows: each group
+    is one INSERT of every file's rows of those days (so many small files still make one
+    data file per day), whose scan of the staged lines skips the row groups outside its
+    days when they arrived roughly in time order, as logs do."""
     rows = run_query(
-        con,
-        "SELECT file_seq, day, count(*) FROM temp.staged GROUP BY file_seq, day ORDER BY ALL",
+        con, "SELECT day, count(*) FROM temp.staged GROUP BY day ORDER BY day"
     ).fetchall()
-    groups: list[tuple[int, date, date]] = []
-    current: tuple[int, date] | None = None
+    groups: list[tuple[date, date]] = []
+    start: date | None = None
     size = 0
-    last: tuple[int, date] | None = None
-    for seq, day, count in rows:
-        if current is not None and current[0] != seq:
-            assert last is not None
-            groups.append((current[0], current[1], last[1]))
-            current, size = None, 0
-        current = current or (int(seq), day)
+    for day, count in rows:
+        start = start or day
         size += int(count)
-        last = (int(seq), day)
         if size >= _INSERT_ROWS:
-            groups.append((current[0], current[1], day))
-            current, size = None, 0
-    if current is not None and last is not None:
-        groups.append((current[0], current[1], last[1]))
+            groups.append((start, day))
+            start, size = None, 0
+    if start is not None:
+        groups.append((start, rows[-1][0]))
     return groups
 
 

@@ -441,38 +441,35 @@ def scan_file(path: Path, chunk_bytes: int, max_line_bytes: int) -> Scan:
     return scan
 
 
-def reread_lines(path: Path, scan: Scan, wanted: Iterable[int], chunk_bytes: int) -> pa.Table:
-    """The lines numbered ``wanted`` of a scanned file, as a table like
-    :func:`read_lines` yields (only the blocks holding them are read; a gzip file is
-    inflated up to the last of them)."""
+def reread_lines(
+    path: Path, scan: Scan, wanted: Iterable[int], chunk_bytes: int
+) -> Iterator[pa.Table]:
+    """The lines numbered ``wanted`` of a scanned file, as tables like :func:`read_lines`
+    yields, one per block that holds some of them (only those blocks are read; a gzip
+    file is inflated up to the last of them). Memory: one block at a time."""
     numbers = sorted(set(wanted))
     if not numbers:
-        return LINES_SCHEMA.empty_table()
+        return
     block_lines = [b[1] for b in scan.blocks]
     by_block: dict[int, list[int]] = {}
     for n in numbers:
         by_block.setdefault(bisect.bisect_right(block_lines, n) - 1, []).append(n)
-    tables: list[pa.Table] = []
+    if is_gzip(path):
+        yield from _reread_stream(path, numbers, chunk_bytes)
+        return
     try:
-        if is_gzip(path):
-            tables = _reread_stream(path, numbers, chunk_bytes)
-        else:
-            with path.open("rb") as fh:
-                for b, ns in sorted(by_block.items()):
-                    start, first = scan.blocks[b]
-                    end = (
-                        scan.blocks[b + 1][0]
-                        if b + 1 < len(scan.blocks)
-                        else scan.stats.content_bytes
-                    )
-                    fh.seek(start)
-                    data = np.frombuffer(fh.read(end - start), dtype=np.uint8)
-                    if not len(data) or data[-1] != 10:
-                        data = np.concatenate([data, np.array([10], dtype=np.uint8)])
-                    tables.append(_pick(_lines_table(data, first), ns))
+        with path.open("rb") as fh:
+            for b, ns in sorted(by_block.items()):
+                start, first = scan.blocks[b]
+                last = b + 1 >= len(scan.blocks)
+                end = scan.stats.content_bytes if last else scan.blocks[b + 1][0]
+                fh.seek(start)
+                data = np.frombuffer(fh.read(end - start), dtype=np.uint8)
+                if not len(data) or data[-1] != 10:
+                    data = np.concatenate([data, np.array([10], dtype=np.uint8)])
+                yield _pick(_lines_table(data, first), ns)
     except _READ_ERRORS as exc:
         raise _read_error(path, exc) from exc
-    return pa.concat_tables(tables) if tables else LINES_SCHEMA.empty_table()
 
 
 def _pick(table: pa.Table, numbers: list[int]) -> pa.Table:
@@ -481,8 +478,7 @@ def _pick(table: pa.Table, numbers: list[int]) -> pa.Table:
     return table.take(pa.array(idx, type=pa.int64()))
 
 
-def _reread_stream(path: Path, numbers: list[int], chunk_bytes: int) -> list[pa.Table]:
-    tables: list[pa.Table] = []
+def _reread_stream(path: Path, numbers: list[int], chunk_bytes: int) -> Iterator[pa.Table]:
     rem = np.empty(0, dtype=np.uint8)
     next_line = 1
     last = numbers[-1]
@@ -496,14 +492,13 @@ def _reread_stream(path: Path, numbers: list[int], chunk_bytes: int) -> list[pa.
         count = int(np.count_nonzero(buf[:cut] == 10))
         ns = [n for n in numbers if next_line <= n < next_line + count]
         if ns:
-            tables.append(_pick(_lines_table(buf[:cut], next_line), ns))
+            yield _pick(_lines_table(buf[:cut], next_line), ns)
         next_line += count
         if next_line > last:
-            return tables
+            return
     if len(rem) and last >= next_line:
         buf = np.concatenate([rem, np.array([10], dtype=np.uint8)])
-        tables.append(_pick(_lines_table(buf, next_line), [last]))
-    return tables
+        yield _pick(_lines_table(buf, next_line), [last])
 
 
 # --- a reader thread -------------------------------------------------------------------
