@@ -295,16 +295,21 @@ def _commit(
         "INSERT INTO temp.ingest_files VALUES (?, ?, ?, ?, ?)",
         [[seq, str(p), st.sha256, st.size_bytes, st.total_lines] for seq, p, st in ok],
     )
-    _find_repeated_hashes(con)
+    id_range = _find_repeated_hashes(con)
     run_sql(
         con,
         "ingest_duplicates",
-        _history_range(con),
+        _history_range(con, id_range),
         prefix="CREATE OR REPLACE TEMP TABLE ingest_dups AS ",
+    )
+    drop_duplicates(con)  # what is left staged is what the commit writes
+    run_query(
+        con,
+        "CREATE OR REPLACE TEMP TABLE ingest_days AS SELECT file_seq, day, count(*) AS n, "
+        "min(ts) AS min_ts, max(ts) AS max_ts FROM temp.staged GROUP BY file_seq, day",
     )
     run_sql(con, "ingest_file_counts", prefix="CREATE OR REPLACE TEMP TABLE ingest_counts AS ")
     per_file = _file_counts(con)
-    drop_duplicates(con)  # what is left staged is what the commit writes
     clock = _lap(timings, "dedupe", clock)
     expected_snapshot = lake.current_snapshot(con) + 1
     extra = {"ingest_id": ingest_id, "files": len(ok)}
@@ -369,7 +374,7 @@ def _day_groups(con: duckdb.DuckDBPyConnection) -> list[tuple[date, date]]:
     data file per day), whose scan of the staged lines skips the row groups outside its
     days when they arrived roughly in time order, as logs do."""
     rows = run_query(
-        con, "SELECT day, count(*) FROM temp.staged GROUP BY day ORDER BY day"
+        con, "SELECT day, sum(n) FROM temp.ingest_days GROUP BY day ORDER BY day"
     ).fetchall()
     groups: list[tuple[date, date]] = []
     start: date | None = None
@@ -385,15 +390,17 @@ def _day_groups(con: duckdb.DuckDBPyConnection) -> list[tuple[date, date]]:
     return groups
 
 
-def _find_repeated_hashes(con: duckdb.DuckDBPyConnection) -> None:
+def _find_repeated_hashes(con: duckdb.DuckDBPyConnection) -> tuple[Any, Any]:
     """Fill ``temp.ingest_dup_hashes`` with the id hashes staged more than once.
 
     Sorting the 64-bit hashes in numpy (vectorised, ~0.1 s per 10M) is far cheaper than
     a hash aggregate over every id; an ingest of more than ``_HASH_BUCKET_ROWS`` ids is
     done in hash buckets so memory stays bounded. Equal hashes are only candidates: the
-    ids themselves are compared in ``ingest_duplicates.sql``."""
-    row = run_query(con, "SELECT count(id_hash) FROM temp.staged").fetchone()
+    ids themselves are compared in ``ingest_duplicates.sql``. Returns the range of the
+    staged ids (min, max), read in the same scan."""
+    row = run_query(con, "SELECT count(id_hash), min(id), max(id) FROM temp.staged").fetchone()
     staged = int(row[0]) if row else 0
+    id_range = (row[1], row[2]) if row else (None, None)
     buckets = max(1, -(-staged // _HASH_BUCKET_ROWS))
     for bucket in range(buckets):
         where = "" if buckets == 1 else " AND id_hash % CAST($buckets AS UBIGINT) = $bucket"
@@ -413,14 +420,14 @@ def _find_repeated_hashes(con: duckdb.DuckDBPyConnection) -> None:
                 run_query(con, "INSERT INTO temp.ingest_dup_hashes SELECT h FROM repeated_hashes")
             finally:
                 con.unregister("repeated_hashes")
+    return id_range
 
 
-def _history_range(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+def _history_range(con: duckdb.DuckDBPyConnection, id_range: tuple[Any, Any]) -> dict[str, Any]:
     """Parameters of the history probe: the range of this ingest's ids, and whether any
     committed event id falls in it (DuckLake prunes data files by their id min/max, so
     a lake whose ids are all outside the range answers without reading them)."""
-    row = run_query(con, "SELECT min(id), max(id) FROM temp.staged").fetchone()
-    lo, hi = (row[0], row[1]) if row else (None, None)
+    lo, hi = id_range
     history = False
     if lo is not None:
         found = run_query(

@@ -63,9 +63,10 @@ _STAGE_SCHEMA = pa.schema(
 #: Rows per Arrow batch handed to DuckDB (its threads take batches in turn).
 _BATCH_ROWS = 64 * 1024
 _STAGED_COLUMNS = "id, id_hash, workspace_id, metric, quantity, ts, day, properties"
-#: A file more than this share of whose lines the fast path does not vouch for takes the
-#: rule chain whole (re-reading them one block at a time would cost more).
+#: A file more than this share of whose lines (and more than _REREAD_MIN of them) the fast
+#: path does not vouch for takes the rule chain whole (re-reading them would cost more).
 _REREAD_SHARE = 0.2
+_REREAD_MIN = 10_000
 
 
 def validation_params(settings: Settings) -> dict[str, Any]:
@@ -158,7 +159,7 @@ def drop_staging(con: duckdb.DuckDBPyConnection) -> None:
             "SELECT table_name FROM duckdb_tables() WHERE database_name = 'temp' AND "
             "(table_name LIKE 'ingest\\_fast\\_%' ESCAPE '\\' OR table_name IN "
             "('ingest_lines', 'ingest_dups', 'ingest_counts', 'ingest_dup_hashes', "
-            "'ingest_files'))",
+            "'ingest_files', 'ingest_days'))",
         ).fetchall()
     ]
     run_query(con, "DROP VIEW IF EXISTS temp.staged")
@@ -222,7 +223,8 @@ def _stage_fast(
     # every line carries nested properties), the whole file does: cheaper than re-reading
     row = run_query(con, f"SELECT count(*) FILTER (WHERE NOT ok) FROM {table}").fetchone()
     unclean = result.unclean_lines()
-    if (int(row[0]) if row else 0) + len(unclean) > _REREAD_SHARE * result.stats.total_lines:
+    rereads = (int(row[0]) if row else 0) + len(unclean)
+    if rereads > max(_REREAD_MIN, _REREAD_SHARE * result.stats.total_lines):
         run_query(con, f"DROP TABLE IF EXISTS {table}")
         return None
     failing = run_query(con, f"SELECT rowid + 1 AS n FROM {table} WHERE NOT ok").fetchnumpy()
