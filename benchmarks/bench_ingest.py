@@ -99,6 +99,7 @@ import sys, duckdb
 files, out = sys.argv[1].split(","), sys.argv[2]
 con = duckdb.connect()
 con.execute("SET TimeZone = 'UTC'")
+con.execute("SET enable_progress_bar = false")
 con.execute(
     "COPY (SELECT DISTINCT ON (workspaceId, id) *, CAST(\\"timestamp\\" AS DATE) AS date "
     "FROM read_json($files, ignore_errors = true)) "
@@ -125,12 +126,15 @@ def _run(kind: str, paths: list[str], work: Path) -> dict[str, Any]:
             str(work),
         ]
     load0 = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    out = proc.stdout.read() if proc.stdout else ""
-    err = proc.stderr.read() if proc.stderr else ""
+    # output to files, not pipes: a child blocked on a full pipe would never exit
+    with tempfile.TemporaryFile("w+") as fout, tempfile.TemporaryFile("w+") as ferr:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, text=True, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        fout.seek(0)
+        ferr.seek(0)
+        out, err = fout.read(), ferr.read()
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"{kind} failed:\n{err}")
     result: dict[str, Any] = {
