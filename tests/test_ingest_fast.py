@@ -255,3 +255,30 @@ def test_blank_lines_send_the_file_through_the_rule_chain(
     rows, how = staged(con, settings, path, True)
     assert not how.fast
     assert [r[0] for r in rows] == [1, 3]  # line numbers stay exact
+
+
+def test_fast_path_numbers_lines_exactly_on_a_large_file(
+    con: duckdb.DuckDBPyConnection, settings: Settings, tmp_path: Path
+) -> None:
+    """Big enough for DuckDB to read it with several threads in several buffers: row k
+    of the typed read is still line k + 1 (each line's id names its line)."""
+    from tests.conftest import event
+
+    path = tmp_path / "big.jsonl"
+    with path.open("w") as fh:
+        for n in range(1, 400_001):
+            e = event(id=f"L{n}", workspace=f"ws_{n % 97}", quantity=n % 1000)
+            if n % 50_000 == 0:
+                fh.write('{"id": "bad"} junk\n')  # unclean: re-read, rejected
+            else:
+                fh.write(json.dumps(e) + "\n")
+    rows_check = "SELECT count(*), count(*) FILTER (WHERE id <> 'L' || line_no) FROM temp.staged"
+    try:
+        out = stage(con, settings, [path], params=validation_params(settings))[0]
+        assert isinstance(out, FileStats) and out.fast
+        assert con.execute(rows_check).fetchall() == [(399_992, 0)]
+        assert con.execute(
+            "SELECT list(line_no ORDER BY line_no) FROM temp.ingest_lines"
+        ).fetchall() == [([50_000 * k for k in range(1, 9)],)]
+    finally:
+        drop_staging(con)
