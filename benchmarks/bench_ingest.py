@@ -110,9 +110,11 @@ con.execute(
 _BARE = _NAIVE.replace("DISTINCT ON (workspaceId, id) ", "")
 
 
-def _run(kind: str, paths: list[str], work: Path) -> dict[str, Any]:
-    """Run one contender in a fresh process: wall, CPU, peak RSS, load, its output."""
-    shutil.rmtree(work, ignore_errors=True)
+def _run(kind: str, paths: list[str], work: Path, *, fresh: bool = True) -> dict[str, Any]:
+    """Run one contender in a fresh process: wall, CPU, peak RSS, load, its output.
+    ``fresh``: start from an empty ``work`` (a new lake); else ingest into it."""
+    if fresh:
+        shutil.rmtree(work, ignore_errors=True)
     env = dict(os.environ)
     if kind == "ours":
         env["BILLING_HOME"] = str(work)
@@ -238,7 +240,7 @@ def _reingest(data_dir: Path, paths: list[str], home: Path) -> list[str]:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     fresh = int(res.stdout.split()[-1])
     files = sorted(str(p) for p in again.rglob("*.jsonl"))
-    r = _run("ours", files, home)
+    r = _run("ours", files, home, fresh=False)
     rep = r["report"]
     ok = rep["accepted"] == fresh and rep["duplicates"] == rep["lines"] - fresh
     print(
