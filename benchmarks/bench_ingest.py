@@ -1,24 +1,31 @@
-"""Ingest throughput and memory, side by side with a bare DuckDB COPY of the same files.
+"""Ingest throughput and memory, side by side with the naive version and a bare COPY.
 
-    .venv/bin/python benchmarks/bench_ingest.py            # 1M and 10M sample events
-    .venv/bin/python benchmarks/bench_ingest.py --50m      # ... and 50M (+ a re-ingest)
-    .venv/bin/python benchmarks/bench_ingest.py --sizes 1m --repeat 3
+    .venv/bin/python benchmarks/bench_ingest.py              # 5M and 10M events, 3 runs each
+    .venv/bin/python benchmarks/bench_ingest.py --50m        # ... and 50M (memory) + a re-ingest
+    .venv/bin/python benchmarks/bench_ingest.py --sizes 5m --repeat 5
 
-For each size it generates sample logs once (``billing_batch.sample.generate``; cached in
-``--data-dir``), then measures, each in a fresh subprocess so that peak RSS
-(``wait4``'s ``ru_maxrss`` of that child) belongs to one contender:
+For each size it generates one JSON-lines file of sample events once
+(``billing_batch.sample.generate``, one month, with its retries, id-less lines and bad
+lines; cached in ``--data-dir``), then runs, interleaved (ours, naive, bare, ours, ...),
+each contender in a fresh process, so that wall time includes the process start and
+peak RSS (``wait4``'s ``ru_maxrss`` of that child) belongs to one contender:
 
-* ``ingest``: ``billing_batch.ingest.ingest`` of the folder into a fresh
-  ``$BILLING_HOME`` (validation, history-wide dedupe, sorted DuckLake commit, rejects),
-  with the project's settings (``BILLING_*`` variables apply);
-* ``bare``: DuckDB ``COPY (SELECT *, day FROM read_json(files, ignore_errors=true)) TO
-  dir (FORMAT parquet, PARTITION_BY (day))`` of the same files: no validation, no
-  dedupe, DuckDB's defaults (snappy), the day computed the cheap way ours is.
+* ``ours``: ``billing-batch ingest FILE`` into a fresh ``$BILLING_HOME`` (every line
+  validated with a reason per rejected line, exact dedupe by (workspace, id) against the
+  history, id-less identity, one DuckLake transaction, rejects table and file, manifest,
+  the ``billing.usage.recorded`` events), with the project's settings (``BILLING_*``
+  variables apply);
+* ``naive``: what a first version writes: DuckDB ``read_json`` → ``DISTINCT ON
+  (workspaceId, id)`` → ``COPY ... (FORMAT parquet, PARTITION_BY (date))``;
+* ``bare``: DuckDB ``read_json`` → ``COPY ... PARTITION_BY (date)``, nothing else.
 
-The 50M run ingests 5 sample months of 10M events (with their retries and bad lines),
-then re-ingests two days of one month under new file names plus a file of fresh events:
-every re-ingested line must come out as a duplicate (history-wide dedupe, exact), the
-fresh ones accepted, with memory still bounded. ``events/s`` counts input lines.
+It prints each run, then the medians, the ratios ours/naive and ours/bare, and the load
+average (1 min) before and after each run: on a shared machine, compare within a run.
+
+``--50m``: 50M events in five files of 10M (five months): ours and naive once each, for
+the peak RSS; then a re-ingest against that 50M history of two days of the first month
+under new names plus a file of fresh events: every re-ingested line must come out as a
+duplicate (history-wide dedupe, exact), the fresh ones accepted.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,238 +43,245 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = {"1m": 1_000_000, "10m": 10_000_000, "50m": 50_000_000}
-#: Events per sample.generate call: its memory grows with the size (~4.7 GB at 10M).
-_GEN_BATCH = 10_000_000
-#: The same day expression as sql/ingest_validate.sql (a DATE cast goes through ICU).
-_DAY = (
-    "DATE '1970-01-01' + CAST((epoch_us({ts}) - CASE WHEN epoch_us({ts}) < 0 "
-    "THEN 86399999999 ELSE 0 END) // 86400000000 AS INTEGER)"
-)
+SIZES = {"1m": 1_000_000, "5m": 5_000_000, "10m": 10_000_000}
+BIN = Path(sys.executable).parent
 
 
 # --- data ----------------------------------------------------------------------------
-def _generate(folder: Path, events: int, seed: int) -> dict[str, Any]:
-    """Sample logs in ``folder`` (one sample month per 10M events); cached by a stamp."""
-    stamp = folder / "sample.json"
-    if stamp.exists():
-        return dict(json.loads(stamp.read_text()))
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    t0 = time.perf_counter()
-    parts = []
-    remaining, k = events, 0
-    while remaining > 0:
-        n = min(_GEN_BATCH, remaining)
-        month = f"{2024 + (k // 12)}-{k % 12 + 1:02d}"
-        out = folder / f"m{k:02d}"
-        # a child per month: the generator's peak memory is returned to the OS each time
-        code = (
-            "import json, sys; from billing_batch.usage.sample import generate; "
-            f"r = generate({str(out)!r}, month={month!r}, workspaces=500, events={n}, "
-            f"seed={seed + k}); print(json.dumps(r.__dict__))"
-        )
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        if res.returncode:
-            raise SystemExit(f"sample generation failed:\n{res.stderr}")
-        parts.append(json.loads(res.stdout.strip().splitlines()[-1]))
-        remaining -= n
-        k += 1
-    info = {
-        "events": sum(p["events"] for p in parts),
-        "lines": sum(p["lines"] for p in parts),
-        "duplicate_lines": sum(p["duplicate_lines"] for p in parts),
-        "bad_lines": sum(p["bad_lines"] for p in parts),
-        "files": sum(len(p["files"]) for p in parts),
-        "bytes": sum(f.stat().st_size for f in folder.rglob("*.jsonl*")),
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    stamp.write_text(json.dumps(info))
-    return info
-
-
-def _files(folder: Path) -> list[str]:
-    return sorted(str(p) for p in folder.rglob("*.jsonl*"))
-
-
-# --- contenders (run as children) ----------------------------------------------------
-def child_ingest(home: str, paths: list[str]) -> dict[str, Any]:
-    from billing_batch.config.settings import load_settings
-    from billing_batch.ingest import ingest
-
-    env = {**os.environ, "BILLING_HOME": home}
-    settings = load_settings(env=env)
-    t0 = time.perf_counter()
-    report = ingest(settings, paths)
-    wall = time.perf_counter() - t0
-    d = report.to_dict()
-    keys = ("files", "lines", "accepted", "duplicates", "conflicts", "rejected")
-    return {"wall": wall, **{k: d[k] for k in keys}, "timings": report.timings}
-
-
-def child_bare(out: str, paths: list[str]) -> dict[str, Any]:
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    t0 = time.perf_counter()
-    # the columns are given (no sampling: a sample day's bad line can make it guess a
-    # single JSON column), as read_json detects them on a clean file
-    columns = {
-        "id": "VARCHAR",
-        "workspaceId": "VARCHAR",
-        "metric": "VARCHAR",
-        "quantity": "DOUBLE",
-        "timestamp": "VARCHAR",
-    }
-    day = _DAY.format(ts="CAST(timestamp AS TIMESTAMPTZ)")
-    con.execute(
-        f"COPY (SELECT *, {day} AS day FROM read_json($files, columns = $columns, "
-        "format = 'newline_delimited', ignore_errors = true)) "
-        f"TO '{out}' (FORMAT parquet, PARTITION_BY (day))",
-        {"files": paths, "columns": columns},
+def _generate_one(target: Path, events: int, month: str, seed: int) -> dict[str, Any]:
+    """One JSON-lines file of a sample month (its days concatenated), in a child so the
+    generator's memory is returned to the OS."""
+    code = (
+        "import json, shutil, sys; from billing_batch.sample import generate; "
+        f"r = generate({str(target) + '.parts'!r}, month={month!r}, workspaces=500, "
+        f"events={events}, seed={seed}, gzip_every=0); "
+        f"out = open({str(target) + '.tmp'!r}, 'wb'); "
+        "[shutil.copyfileobj(open(f, 'rb'), out, 1 << 24) for f in sorted(r.files)]; "
+        "out.close(); print(json.dumps(r.__dict__))"
     )
-    wall = time.perf_counter() - t0
-    row = con.execute(f"SELECT count(*) FROM read_parquet('{out}/**/*.parquet')").fetchone()
-    return {"wall": wall, "rows": int(row[0]) if row else 0}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"sample generation failed:\n{res.stderr}")
+    shutil.rmtree(str(target) + ".parts", ignore_errors=True)
+    os.replace(str(target) + ".tmp", target)
+    return dict(json.loads(res.stdout.strip().splitlines()[-1]))
 
 
-def _run_child(kind: str, target: str, paths: list[str]) -> dict[str, Any]:
-    """Run one contender in a fresh interpreter; add its peak RSS and CPU seconds."""
-    args_file = Path(target).with_suffix(".args.json")
-    args_file.write_text(json.dumps(paths))
-    cmd = [sys.executable, __file__, "--child", kind, target, str(args_file)]
+def _dataset(
+    data_dir: Path, name: str, files: int, per_file: int
+) -> tuple[list[str], dict[str, Any]]:
+    folder = data_dir / f"data-{name}"
+    stamp = folder / "sample.json"
+    if not stamp.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        t0 = time.perf_counter()
+        parts = [
+            _generate_one(folder / f"usage-{k:02d}.jsonl", per_file, f"2024-{k + 1:02d}", 7 + k)
+            for k in range(files)
+        ]
+        info = {
+            "events": sum(p["events"] for p in parts),
+            "lines": sum(p["lines"] for p in parts),
+            "duplicate_lines": sum(p["duplicate_lines"] for p in parts),
+            "bad_lines": sum(p["bad_lines"] for p in parts),
+            "files": files,
+            "bytes": sum(f.stat().st_size for f in folder.glob("*.jsonl")),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        stamp.write_text(json.dumps(info))
+    return sorted(str(p) for p in folder.glob("*.jsonl")), json.loads(stamp.read_text())
+
+
+# --- contenders ----------------------------------------------------------------------
+_NAIVE = """
+import sys, duckdb
+files, out = sys.argv[1].split(","), sys.argv[2]
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+con.execute("SET enable_progress_bar = false")
+con.execute(
+    "COPY (SELECT DISTINCT ON (workspaceId, id) *, CAST(\\"timestamp\\" AS DATE) AS date "
+    "FROM read_json($files, ignore_errors = true)) "
+    f"TO '{out}' (FORMAT parquet, PARTITION_BY (date))",
+    {"files": files},
+)
+"""
+_BARE = _NAIVE.replace("DISTINCT ON (workspaceId, id) ", "")
+
+
+def _run(kind: str, paths: list[str], work: Path, *, fresh: bool = True) -> dict[str, Any]:
+    """Run one contender in a fresh process: wall, CPU, peak RSS, load, its output.
+    ``fresh``: start from an empty ``work`` (a new lake); else ingest into it."""
+    if fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    env = dict(os.environ)
+    if kind == "ours":
+        env["BILLING_HOME"] = str(work)
+        cmd = [str(BIN / "billing-batch"), "ingest", *paths]
+    else:
+        cmd = [
+            sys.executable,
+            "-c",
+            _NAIVE if kind == "naive" else _BARE,
+            ",".join(paths),
+            str(work),
+        ]
     load0 = os.getloadavg()[0]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    out = proc.stdout.read() if proc.stdout else ""
-    err = proc.stderr.read() if proc.stderr else ""
+    # output to files, not pipes: a child blocked on a full pipe would never exit
+    with tempfile.TemporaryFile("w+") as fout, tempfile.TemporaryFile("w+") as ferr:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, text=True, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        fout.seek(0)
+        ferr.seek(0)
+        out, err = fout.read(), ferr.read()
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"{kind} failed:\n{err}")
-    result = dict(json.loads(out.strip().splitlines()[-1]))
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
-    result["cpu"] = usage.ru_utime + usage.ru_stime
-    result["load"] = (load0, os.getloadavg()[0])
-    args_file.unlink()
+    result: dict[str, Any] = {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mb": usage.ru_maxrss / 1024,
+        "load": (load0, os.getloadavg()[0]),
+    }
+    if kind == "ours":
+        result["report"] = json.loads(out)
     return result
 
 
-# --- the table -------------------------------------------------------------------------
-def _row(size: str, name: str, lines: int, r: dict[str, Any], ratio: str = "") -> str:
-    rate = lines / r["wall"] if r["wall"] else 0.0
-    load = f"{r['load'][0]:.1f}/{r['load'][1]:.1f}"
+def _line(size: str, kind: str, r: dict[str, Any], lines: int) -> str:
     return (
-        f"| {size:>5} | {name:<16} | {rate:>12,.0f} | {r['wall']:>7.2f} | {r['cpu']:>7.2f} "
-        f"| {r['peak_rss_mb']:>8,.0f} | {ratio:>5} | {load:>9} |"
+        f"| {size:>4} | {kind:<6} | {r['wall']:>7.2f} | {lines / r['wall'] / 1e6:>6.2f} "
+        f"| {r['cpu']:>6.2f} | {r['rss_mb']:>8,.0f} | {r['load'][0]:>5.1f}/{r['load'][1]:<5.1f} |"
     )
 
 
 HEADER = (
-    "| size  | contender        |     events/s |  wall s |   cpu s | peak RSS MB | ratio |"
-    "  load 1m |\n"
-    "|------:|------------------|-------------:|--------:|--------:|---------:|------:|"
-    "---------:|"
+    "| size | who    |  wall s | M ev/s |  cpu s | peak RSS MB | load before/after |\n"
+    "|-----:|--------|--------:|-------:|-------:|---------:|------------------:|"
 )
 
 
-def bench_size(size: str, data_dir: Path, repeat: int) -> list[str]:
-    n = SIZES[size]
-    folder = data_dir / f"sample-{size}"
-    info = _generate(folder, n, seed=7)
-    paths = _files(folder)
+def bench_size(
+    size: str, paths: list[str], info: dict[str, Any], data_dir: Path, repeat: int
+) -> list[str]:
     lines = int(info["lines"])
     print(
-        f"\n{size}: {info['events']:,} events, {lines:,} lines in {info['files']} files "
-        f"({info['bytes'] / 1e9:.2f} GB on disk, every third file gzipped)",
+        f"\n{size}: {info['events']:,} events, {lines:,} lines in {len(paths)} file(s) "
+        f"({info['bytes'] / 1e9:.2f} GB), {info['duplicate_lines']:,} retries, "
+        f"{info['bad_lines']} bad lines\n{HEADER}",
         flush=True,
     )
-    rows = []
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "naive": [], "bare": []}
     for _ in range(repeat):
-        bare_out = data_dir / f"bare-{size}"
-        shutil.rmtree(bare_out, ignore_errors=True)
-        bare = _run_child("bare", str(bare_out), paths)
-        shutil.rmtree(bare_out, ignore_errors=True)
-        home = data_dir / f"home-{size}"
-        shutil.rmtree(home, ignore_errors=True)
-        ing = _run_child("ingest", str(home), paths)
-        expect = (info["events"], info["bad_lines"])
-        if (ing["accepted"], ing["rejected"]) != expect:
-            raise SystemExit(f"{size}: unexpected counts {ing} (expected {expect})")
-        ratio = f"{ing['wall'] / bare['wall']:.2f}"
-        rows += [
-            _row(size, "bare read_json→COPY", lines, bare),
-            _row(size, "ingest", lines, ing, ratio),
-        ]
-        print(rows[-2], "\n" + rows[-1], flush=True)
-        print(f"       ingest phases (s): {ing['timings']}", flush=True)
-        if size == "50m":
-            rows += _reingest(data_dir, folder, home, info)
-        shutil.rmtree(home, ignore_errors=True)
-    return rows
+        for kind in runs:
+            r = _run(kind, paths, data_dir / f"work-{size}-{kind}")
+            if kind == "ours":
+                rep = r["report"]
+                if (rep["accepted"], rep["rejected"]) != (info["events"], info["bad_lines"]):
+                    raise SystemExit(f"{size}: unexpected counts {rep} for {info}")
+            runs[kind].append(r)
+            print(_line(size, kind, r, lines), flush=True)
+            shutil.rmtree(data_dir / f"work-{size}-{kind}", ignore_errors=True)
+    med = {
+        k: {m: statistics.median(x[m] for x in v) for m in ("wall", "cpu", "rss_mb")}
+        for k, v in runs.items()
+    }
+    loads = [x["load"][0] for v in runs.values() for x in v]
+    o, n, b = med["ours"], med["naive"], med["bare"]
+    summary = (
+        f"| {size} | {o['wall']:.2f} s ({lines / o['wall'] / 1e6:.2f} M ev/s), "
+        f"{o['rss_mb']:,.0f} MB | {n['wall']:.2f} s, {n['rss_mb']:,.0f} MB "
+        f"| {b['wall']:.2f} s | {o['wall'] / n['wall']:.2f} | {o['wall'] / b['wall']:.2f} "
+        f"| cpu {o['cpu']:.1f} / {n['cpu']:.1f} / {b['cpu']:.1f} s "
+        f"| {min(loads):.1f}-{max(loads):.1f} |"
+    )
+    return [summary]
 
 
-def _reingest(data_dir: Path, folder: Path, home: Path, info: dict[str, Any]) -> list[str]:
-    """Second ingest against the 50M history: two days of the first month under new
-    names (every line a duplicate: ids via history, id-less lines via content hash) and
-    a small file of new events (accepted)."""
+def bench_50m(data_dir: Path) -> list[str]:
+    paths, info = _dataset(data_dir, "50m", 5, 10_000_000)
+    lines = int(info["lines"])
+    print(f"\n50m: {info['events']:,} events, {lines:,} lines in 5 files\n{HEADER}", flush=True)
+    home = data_dir / "work-50m-ours"
+    ours = _run("ours", paths, home)
+    print(_line("50m", "ours", ours, lines), flush=True)
+    naive = _run("naive", paths, data_dir / "work-50m-naive")
+    print(_line("50m", "naive", naive, lines), flush=True)
+    shutil.rmtree(data_dir / "work-50m-naive", ignore_errors=True)
+    out = [
+        f"| 50m | {ours['wall']:.1f} s, peak RSS {ours['rss_mb']:,.0f} MB "
+        f"| naive {naive['wall']:.1f} s, peak RSS {naive['rss_mb']:,.0f} MB "
+        f"| load {ours['load'][0]:.1f} |"
+    ]
+    out += _reingest(data_dir, paths, home)
+    shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
+def _reingest(data_dir: Path, paths: list[str], home: Path) -> list[str]:
+    """Second ingest against the 50M history: two days of the first file under a new name
+    (every line a duplicate: ids via history, id-less lines via content hash... of the
+    new file, so id-less lines count as new) and a file of new events (accepted)."""
     again = data_dir / "reingest-50m"
     shutil.rmtree(again, ignore_errors=True)
     again.mkdir()
-    for src in sorted((folder / "m00").glob("usage-2024-01-1[45].jsonl*")):
-        dst = again / f"again-{src.name}"
-        shutil.copyfile(src, dst)
+    with open(paths[0], "rb") as src, open(again / "again.jsonl", "wb") as dst:
+        for line in src:
+            if b'"2024-01-14T' in line or b'"2024-01-15T' in line:
+                if b'"id"' in line and b"bad_" not in line:
+                    dst.write(line)
     code = (
-        "from billing_batch.usage.sample import generate; "
+        "from billing_batch.sample import generate; "
         f"r = generate({str(again / 'fresh')!r}, month='2030-01', workspaces=50, "
-        "events=100000, seed=99, retry_rate=0, bad_lines=0); print(r.events)"
+        "events=100000, seed=99, retry_rate=0, bad_lines=0, gzip_every=0); print(r.events)"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     fresh = int(res.stdout.split()[-1])
-    paths = _files(again)
-    r = _run_child("ingest", str(home), paths)
-    lines = r["lines"]
-    dup_expected = lines - fresh - r["rejected"]
-    ok = r["accepted"] == fresh and r["duplicates"] == dup_expected
+    files = sorted(str(p) for p in again.rglob("*.jsonl"))
+    r = _run("ours", files, home, fresh=False)
+    rep = r["report"]
+    ok = rep["accepted"] == fresh and rep["duplicates"] == rep["lines"] - fresh
     print(
-        f"       re-ingest: {lines:,} lines → accepted {r['accepted']:,} (expected {fresh:,}), "
-        f"duplicates {r['duplicates']:,} (expected {dup_expected:,}), rejected "
-        f"{r['rejected']}: {'exact' if ok else 'WRONG'}",
+        f"re-ingest: {rep['lines']:,} lines → accepted {rep['accepted']:,} (expected {fresh:,}), "
+        f"duplicates {rep['duplicates']:,}: {'exact' if ok else 'WRONG'}; {r['wall']:.1f} s, "
+        f"peak RSS {r['rss_mb']:,.0f} MB",
         flush=True,
     )
+    shutil.rmtree(again, ignore_errors=True)
     if not ok:
         raise SystemExit("history-wide dedupe is not exact")
-    shutil.rmtree(again, ignore_errors=True)
-    return [_row("50m", "re-ingest (hist)", lines, r)]
+    return [
+        f"| re-ingest against 50M | {rep['lines']:,} lines, {r['wall']:.1f} s, "
+        f"{r['rss_mb']:,.0f} MB | exact |"
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--sizes", default="1m,10m", help="comma-separated: 1m, 10m, 50m")
-    p.add_argument("--50m", dest="with_50m", action="store_true", help="add the 50M run")
-    p.add_argument("--repeat", type=int, default=1, help="measurements per size")
+    p.add_argument("--sizes", default="5m,10m", help="comma-separated: 1m, 5m, 10m")
+    p.add_argument("--50m", dest="with_50m", action="store_true", help="add the 50M memory run")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved runs per size (median)")
     p.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(tempfile.gettempdir()) / "billing-bench",
-        help="sample logs (kept between runs), lakes and bare output",
+        default=Path(tempfile.gettempdir()) / "billing-bench-ingest",
+        help="sample files (kept between runs) and outputs",
     )
-    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    if a.child:
-        kind, target, args_file = a.child
-        paths = json.loads(Path(args_file).read_text())
-        fn = child_ingest if kind == "ingest" else child_bare
-        print(json.dumps(fn(target, paths), default=str))
-        return 0
-    sizes = [s.strip() for s in a.sizes.split(",") if s.strip()]
-    if a.with_50m and "50m" not in sizes:
-        sizes.append("50m")
     a.data_dir.mkdir(parents=True, exist_ok=True)
     print(f"billing-batch ingest benchmark: {os.cpu_count()} cores, data in {a.data_dir}")
     rows = []
-    for size in sizes:
-        rows += bench_size(size, a.data_dir, a.repeat)
-    print("\n" + HEADER)
+    for size in [s.strip() for s in a.sizes.split(",") if s.strip()]:
+        paths, info = _dataset(a.data_dir, size, 1, SIZES[size])
+        rows += bench_size(size, paths, info, a.data_dir, a.repeat)
+    if a.with_50m:
+        rows += bench_50m(a.data_dir)
+    print(
+        "\nmedians | ours | naive | bare | ours/naive | ours/bare | cpu ours/naive/bare | load\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
     print("\n".join(rows))
     return 0
 

@@ -135,4 +135,78 @@ def test_cli_expire_dry_run(
         "kept": [],
         "files_deleted": 0,
         "dry_run": True,
+        "orphan_files": [],
+        "orphans_skipped": None,
     }
+
+
+# --- files a crashed write left behind --------------------------------------------------
+_CRASH_BEFORE_COMMIT = """
+import os, sys
+from contextlib import contextmanager
+import billing_batch.lake as lake_mod
+from billing_batch.config import load_settings
+from billing_batch.ingest import ingest
+real = lake_mod.Lake.transaction
+@contextmanager
+def crashing(self, con, message, extra=None):
+    with real(self, con, message, extra) as c:
+        yield c
+        if message.startswith("ingest "):
+            os._exit(9)  # every file written, nothing committed: a hard crash
+lake_mod.Lake.transaction = crashing
+ingest(load_settings(), [sys.argv[1]])
+"""
+
+
+def _ducklake_files(settings: Settings) -> set[Path]:
+    return {p for p in Path(settings.data_path).rglob("ducklake-*.parquet")}
+
+
+def test_crash_mid_ingest_orphans_are_deleted_safely(settings: Settings, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import random_events
+
+    _day(settings, tmp_path, "2024-01-10", 3)  # a committed lake to keep intact
+    committed = _ducklake_files(settings)
+    log = write_log(tmp_path / "big.jsonl", [*random_events(2000, seed=4), "junk"])
+    env = {**os.environ, "BILLING_HOME": str(settings.home)}
+    proc = subprocess.run([sys.executable, "-c", _CRASH_BEFORE_COMMIT, str(log)], env=env)
+    assert proc.returncode == 9
+    orphans = _ducklake_files(settings) - committed
+    assert orphans, "the crashed ingest wrote no data file"
+    assert _events_total(settings) == 3  # nothing of it is visible
+    # a file that is not DuckLake's, in the data path: never touched
+    stranger = Path(settings.data_path) / "main" / "events" / "notes.parquet"
+    stranger.write_bytes(b"PAR1 not ours")
+
+    # young orphans are left alone (a write could still be running)
+    young = expire_lake_snapshots(settings)
+    assert young.orphan_files == [] and orphans <= _ducklake_files(settings)
+    # old enough: a dry run lists them, changes nothing
+    old = NOW.replace(year=2100)
+    dry = expire_lake_snapshots(settings, dry_run=True, now=old)
+    assert {Path(p) for p in dry.orphan_files} == orphans
+    assert orphans <= _ducklake_files(settings)
+    # the CLI, with the age threshold set to 0 through the environment
+    env0 = {**env, "BILLING_LAKE_ORPHAN_MIN_AGE_HOURS": "0"}
+    out = subprocess.run(
+        [sys.executable, "-m", "billing_batch", "lake", "expire"],
+        env=env0,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(out.stdout)
+    assert {Path(p) for p in report["orphan_files"]} == orphans
+    assert report["files_deleted"] >= len(orphans)
+    assert _ducklake_files(settings) == committed  # every committed file is still there
+    assert stranger.exists()
+    assert _events_total(settings) == 3
+    # the crashed ingest, rerun, lands once
+    r = ingest(settings, [log])
+    assert (r.to_dict()["accepted"], r.to_dict()["rejected"]) == (2000, 1)
+    assert _events_total(settings) == 2003

@@ -1,7 +1,7 @@
 -- events: every accepted usage event, exactly once.
 -- Grain: one row per event identity (the producer's `id`, or for an id-less line its
--- source file's SHA-256 and line number). Partitioned by `day` (UTC date of `ts`) and
--- written sorted by (day, workspace_id, metric, ts) so one workspace's rows prune well.
+-- source file's SHA-256 and line number). Partitioned by `day` (UTC date of `ts`); rows
+-- are written in arrival order (no sort: filter on `day` first).
 -- Units: `quantity` in the metric's unit (counts; GB for storage), exact DECIMAL(38,9).
 CREATE TABLE events (
     id            VARCHAR,          -- producer's idempotency key (NULL when the line had none)

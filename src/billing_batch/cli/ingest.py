@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..ingest import IngestReport
 from ..ingest import ingest as run_ingest
 from ..usage.sample import generate
 from ..webhooks.outbox import record_usage_events
@@ -37,11 +38,29 @@ def _ingest(args: argparse.Namespace) -> int:
     # one billing.usage.recorded event per workspace of each ingest (idempotent)
     out["usage_events"] = len(record_usage_events(settings))
     print_json(out)
-    if report.failed:
-        for f in report.failed:
-            print(f"billing-batch: error: {f.error}", file=sys.stderr)
-        return 1
-    return 0
+    _explain(report)
+    return 1 if report.failed else 0
+
+
+def _explain(report: IngestReport) -> None:
+    """Say on stderr what was left out and where it is kept: nothing goes silently."""
+    kept = f"kept in {report.rejects_file} and the lake table rejects"
+    for f in report.all_rejected:
+        print(
+            f"billing-batch: warning: all {f.rejected:,} line(s) of {f.source_file} were "
+            f"rejected (most often: {f.top_reject_reason}); {kept}",
+            file=sys.stderr,
+        )
+    everything = report.all_rejected
+    partial = [f for f in report.files if not f.error and f.rejected and f not in everything]
+    if partial:
+        lines = sum(f.rejected for f in partial)
+        print(
+            f"billing-batch: {lines:,} line(s) rejected in {len(partial)} file(s); {kept}",
+            file=sys.stderr,
+        )
+    for f in report.failed:
+        print(f"billing-batch: error: {f.error}", file=sys.stderr)
 
 
 def _sample(args: argparse.Namespace) -> int:

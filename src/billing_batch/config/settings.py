@@ -99,6 +99,9 @@ class PathsSettings(_Model):
     state: str = "state.sqlite"
     locks: str = "locks"
     tmp: str = "tmp"
+    #: Landing files that cannot be read at all are moved here, each with a
+    #: ``<name>.reason.json`` sidecar saying why.
+    quarantine: str = "quarantine"
 
 
 class LakeSettings(_Model):
@@ -120,6 +123,10 @@ class LakeSettings(_Model):
     #: and deletes the data files no remaining snapshot needs.
     expire_snapshots: bool = True
     snapshot_retention_days: int = Field(default=90, ge=0)
+    #: Lake housekeeping also deletes the data files a crashed write left behind (in the
+    #: data path, tracked by no snapshot) once they are this old: older than any write
+    #: still running.
+    orphan_min_age_hours: float = Field(default=1.0, ge=0)
 
 
 class IngestSettings(_Model):
@@ -127,6 +134,9 @@ class IngestSettings(_Model):
     chunk_bytes: int = 32 * 1024 * 1024
     #: Longest accepted event id.
     max_id_length: int = 255
+    #: Longest accepted line (bytes, newline excluded): a longer line is rejected on its
+    #: own ("line too long"), read past without being held in memory.
+    max_line_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: Seconds to wait for another ingest's lock before giving up.
     lock_timeout_seconds: float = 600.0
 
@@ -242,6 +252,10 @@ class Settings(_Model):
     @property
     def tmp_dir(self) -> Path:
         return self._path(self.paths.tmp)
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self._path(self.paths.quarantine)
 
     @property
     def catalog_url(self) -> str:

@@ -28,8 +28,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,14 @@ class Expiry:
     #: Data files deleted because no remaining snapshot reads them.
     files_deleted: int
     dry_run: bool
+    #: Files a crashed write left in the data path (no snapshot tracks them), deleted.
+    orphan_files: list[str] = field(default_factory=list)
+    #: Why orphan files were not looked for (e.g. a remote data path), or None.
+    orphans_skipped: str | None = None
+
+
+#: The name DuckLake gives every data and delete file it writes.
+_DUCKLAKE_FILE = re.compile(r"^ducklake-[0-9a-f-]{36}(-delete)?\.parquet$")
 
 
 class _Instance:
@@ -191,7 +199,10 @@ class Lake:
                 config["threads"] = s.lake.threads
         try:
             con = duckdb.connect(":memory:", config=config)
-            con.execute("SET GLOBAL TimeZone = 'UTC'")  # every cursor's too
+            # never a progress bar (it would land in the CLI's output and the job's logs);
+            # a connection setting: each cursor sets it too (connect)
+            con.execute("SET enable_progress_bar = false")
+            con.execute("SET GLOBAL TimeZone = 'UTC'")
             for ext in _required_extensions(s.catalog_url, s.data_path):
                 con.execute(f"LOAD {ext}")
         except duckdb.Error as exc:
@@ -223,6 +234,7 @@ class Lake:
         try:
             con = instance.con.cursor()
             con.execute(f"USE {alias}")
+            con.execute("SET enable_progress_bar = false")
         except duckdb.Error as exc:
             raise LakeError(f"cannot open a lake connection: {exc}") from exc
         return con
@@ -528,6 +540,70 @@ class Lake:
             dry_run=dry_run,
         )
 
+    def delete_orphan_files(
+        self, min_age: timedelta, *, dry_run: bool = False, now: datetime | None = None
+    ) -> list[str]:
+        """Delete the files a crashed write left in the lake's data path; return them.
+
+        A write that dies before its commit (``kill -9``, power loss) leaves the Parquet
+        files it had written (complete or truncated) where DuckLake puts them, and no
+        snapshot ever tracks them. Under the lake write lock (no write of ours runs), a
+        file is deleted only when all of these hold: it is under the data path, its name
+        is one DuckLake gives its files (``ducklake-<uuid>[-delete].parquet``: anything
+        else stored there is left alone), no row of the catalog names it (data, delete
+        and scheduled-for-deletion files of every table, every snapshot), and it was last
+        modified more than ``min_age`` ago (older than any write still running, even one
+        that would not take our lock). Files are matched by name: DuckLake's names are
+        unique, so a data path spelled differently from the catalog's changes nothing.
+        Remote data paths (``s3://``...) are not supported: the caller is told why.
+        """
+        data = self.settings.data_path
+        if "://" in data:
+            raise LakeError(f"orphan files are only looked for in a local data path, not {data}")
+        root = Path(data)
+        cutoff = (now or datetime.now().astimezone()).timestamp() - min_age.total_seconds()
+        with self.write_lock():
+            if not root.is_dir():
+                return []
+            con = self.connect()
+            try:
+                tracked = self._tracked_file_names(con)
+            finally:
+                con.close()
+            doomed: list[Path] = []
+            for folder, _dirs, files in os.walk(root):
+                for name in files:
+                    if not _DUCKLAKE_FILE.match(name) or name in tracked:
+                        continue
+                    path = Path(folder) / name
+                    try:
+                        if path.lstat().st_mtime < cutoff and path.is_file():
+                            doomed.append(path)
+                    except FileNotFoundError:
+                        continue
+            if not dry_run:
+                for path in doomed:
+                    path.unlink(missing_ok=True)
+        return sorted(str(p) for p in doomed)
+
+    @staticmethod
+    def _tracked_file_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+        """The file names (not paths) of every file the catalog knows, any snapshot."""
+        meta = f"__ducklake_metadata_{LAKE}"
+        sql = " UNION ALL ".join(
+            f"SELECT path FROM {meta}.{table}"
+            for table in (
+                "ducklake_data_file",
+                "ducklake_delete_file",
+                "ducklake_files_scheduled_for_deletion",
+            )
+        )
+        try:
+            rows = con.execute(sql).fetchall()
+        except duckdb.Error as exc:
+            raise LakeError(f"cannot list the lake's files: {exc}") from exc
+        return {str(r[0]).replace("\\", "/").rsplit("/", 1)[-1] for r in rows}
+
     # --- reading ---------------------------------------------------------------------
     @staticmethod
     def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
@@ -542,6 +618,7 @@ def memory_connection() -> duckdb.DuckDBPyConnection:
     the HTTP API with ingest's own query."""
     try:
         con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
+        con.execute("SET enable_progress_bar = false")
         con.execute("SET TimeZone = 'UTC'")
     except duckdb.Error as exc:
         raise LakeError(f"cannot start DuckDB: {exc}") from exc

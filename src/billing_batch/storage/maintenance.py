@@ -7,11 +7,13 @@ folder grows by a copy of the state tables twice a night. :func:`expire_lake_sna
 expire``) expires the snapshots older than ``[lake] snapshot_retention_days`` except the
 ones invoices were rated at (``invoices.lake_snapshot_id``: ``invoice explain`` and the
 analysts' "as the invoice saw it" queries travel back to them), then deletes the files no
-remaining snapshot reads.
+remaining snapshot reads, and the files a crashed write left behind (tracked by no
+snapshot, older than ``[lake] orphan_min_age_hours``: see ``Lake.delete_orphan_files``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from .._core.errors import InputError
@@ -35,16 +37,30 @@ def expire_lake_snapshots(
     retention_days: int | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
+    orphan_min_age: timedelta | None = None,
 ) -> Expiry:
     """Expire the lake snapshots older than ``retention_days`` (default: the setting),
-    keeping the current one and those invoices were rated at; delete unused files."""
+    keeping the current one and those invoices were rated at; delete unused files, and
+    the files of crashed writes older than ``orphan_min_age`` (default: the setting)."""
     days = settings.lake.snapshot_retention_days if retention_days is None else retention_days
     if days < 0:
         raise InputError(f"retention must be 0 days or more, got {days}")
-    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    if orphan_min_age is None:
+        orphan_min_age = timedelta(hours=settings.lake.orphan_min_age_hours)
+    if orphan_min_age < timedelta(0):
+        raise InputError(f"orphan file age must be 0 or more, got {orphan_min_age}")
+    clock = now or datetime.now(UTC)
+    cutoff = clock - timedelta(days=days)
     lake = Lake(settings)
     with lake.write_lock():  # the pinned set cannot change under a lake writer's feet
-        return lake.expire_snapshots(cutoff, keep=pinned_snapshots(settings), dry_run=dry_run)
+        expiry = lake.expire_snapshots(cutoff, keep=pinned_snapshots(settings), dry_run=dry_run)
+        if "://" in settings.data_path:
+            skipped = f"orphan files are looked for in a local data path only: {settings.data_path}"
+            return dataclasses.replace(expiry, orphans_skipped=skipped)
+        orphans = lake.delete_orphan_files(orphan_min_age, dry_run=dry_run, now=clock)
+    return dataclasses.replace(
+        expiry, files_deleted=expiry.files_deleted + len(orphans), orphan_files=orphans
+    )
 
 
 __all__ = ["expire_lake_snapshots", "pinned_snapshots"]
