@@ -56,7 +56,7 @@ def main() -> int:
     args = parser.parse_args()
     import billing_batch
     from billing_batch.config.settings import load_settings
-    from billing_batch.ingest import ingest
+    from billing_batch.usage.ingest import ingest
     from billing_batch.usage.sample import generate
 
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="bench-late-"))

@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/bench_ingest.py --sizes 5m --repeat 5
 
 For each size it generates one JSON-lines file of sample events once
-(``billing_batch.sample.generate``, one month, with its retries, id-less lines and bad
+(``billing_batch.usage.sample.generate``, one month, with its retries, id-less lines and bad
 lines; cached in ``--data-dir``), then runs, interleaved (ours, naive, bare, ours, ...),
 each contender in a fresh process, so that wall time includes the process start and
 peak RSS (``wait4``'s ``ru_maxrss`` of that child) belongs to one contender:
@@ -52,7 +52,7 @@ def _generate_one(target: Path, events: int, month: str, seed: int) -> dict[str,
     """One JSON-lines file of a sample month (its days concatenated), in a child so the
     generator's memory is returned to the OS."""
     code = (
-        "import json, shutil, sys; from billing_batch.sample import generate; "
+        "import json, shutil, sys; from billing_batch.usage.sample import generate; "
         f"r = generate({str(target) + '.parts'!r}, month={month!r}, workspaces=500, "
         f"events={events}, seed={seed}, gzip_every=0); "
         f"out = open({str(target) + '.tmp'!r}, 'wb'); "
@@ -233,7 +233,7 @@ def _reingest(data_dir: Path, paths: list[str], home: Path) -> list[str]:
                 if b'"id"' in line and b"bad_" not in line:
                     dst.write(line)
     code = (
-        "from billing_batch.sample import generate; "
+        "from billing_batch.usage.sample import generate; "
         f"r = generate({str(again / 'fresh')!r}, month='2030-01', workspaces=50, "
         "events=100000, seed=99, retry_rate=0, bad_lines=0, gzip_every=0); print(r.events)"
     )

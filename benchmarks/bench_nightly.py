@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_nightly.py [--events 10000000] [--workspaces 10000]
                                                  [--data-dir /tmp/billing-bench] [--keep]
 
-Generates a sample month (``billing_batch.sample.generate``: January 2024, Zipf-skewed
+Generates a sample month (``billing_batch.usage.sample.generate``: January 2024, Zipf-skewed
 workspaces, all four metrics, retries, bad lines; cached in ``--data-dir``), hard-links
 it into the landing folder of a fresh ``$BILLING_HOME``, then runs
 ``billing-batch run --date 2024-02-01`` in a child process (Prefect's ephemeral API, no

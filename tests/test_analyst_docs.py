@@ -22,11 +22,11 @@ import pytest
 
 import billing_batch
 from billing_batch.config.settings import Settings, load_settings
-from billing_batch.ingest import ingest
 from billing_batch.nightly.steps import close_periods
 from billing_batch.storage import mirror
 from billing_batch.storage.analyst import analyst_init_sql
 from billing_batch.storage.lake import extension_directory
+from billing_batch.usage.ingest import ingest
 from billing_batch.usage.queries import refresh_rollup
 from billing_batch.usage.sample import generate
 

@@ -24,10 +24,10 @@ import billing_batch
 from billing_batch._core.errors import InputError
 from billing_batch.cli import main as cli_main
 from billing_batch.config.settings import Settings, load_settings
-from billing_batch.ingest import ingest
 from billing_batch.storage import mirror
 from billing_batch.storage.analyst import analyst_init_sql
 from billing_batch.storage.lake import Lake
+from billing_batch.usage.ingest import ingest
 from billing_batch.usage.queries import analyst_query, refresh_rollup
 from billing_batch.usage.sample import generate
 

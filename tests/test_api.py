@@ -36,9 +36,9 @@ from billing_batch.api.auth import KeyRing, hash_key
 from billing_batch.api.deps import LakeMirror
 from billing_batch.cli import main as cli_main
 from billing_batch.config.settings import ApiKey, ApiSettings, Settings, load_settings
-from billing_batch.ingest import ingest
 from billing_batch.invoicing import service as invoices
 from billing_batch.storage.lake import Lake
+from billing_batch.usage.ingest import ingest
 from billing_batch.usage.queries import refresh_rollup
 from billing_batch.usage.recording import MAX_BODY_BYTES, MAX_EVENTS
 from tests.conftest import event, write_log

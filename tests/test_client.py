@@ -32,7 +32,7 @@ from billing_batch.client import (
     error_from_response,
 )
 from billing_batch.config.settings import Settings
-from billing_batch.ingest import ingest
+from billing_batch.usage.ingest import ingest
 from billing_batch.usage.queries import refresh_rollup
 from billing_batch.usage.recording import InvalidUsageError
 from tests.test_api import ADMIN, KEY_A, KEY_B, live_server, seed_usage, with_keys

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from billing_batch._core.errors import IngestError
 from billing_batch.cli import main as cli_main
-from billing_batch.config import Settings
-from billing_batch.errors import IngestError
-from billing_batch.ingest import ingest
-from billing_batch.lake import Lake
+from billing_batch.config.settings import Settings
+from billing_batch.storage.lake import Lake
+from billing_batch.usage.ingest import ingest
 from tests.conftest import event, random_events, write_log
 
 
@@ -258,7 +258,7 @@ def test_same_file_under_another_name_adds_nothing(settings: Settings, tmp_path:
     assert q(settings, "SELECT count(*), sum(quantity) FROM events") == [(3, Decimal(1010))]
     # and both names in one call: the second is a duplicate of the first
     settings2_home = tmp_path / "home2"
-    from billing_batch.config import load_settings
+    from billing_batch.config.settings import load_settings
 
     s2 = load_settings(env={"BILLING_HOME": str(settings2_home)})
     r2 = ingest(s2, [a, b])
@@ -313,7 +313,7 @@ def test_landing_folder_only_new_files(settings: Settings) -> None:
 
 
 def test_every_line_accounted_for_on_a_sample(settings: Settings, tmp_path: Path) -> None:
-    from billing_batch.sample import generate
+    from billing_batch.usage.sample import generate
 
     rep = generate(tmp_path / "s", workspaces=5, events=20_000, seed=3, bad_lines=7)
     r = ingest(settings, [tmp_path / "s"])
@@ -343,7 +343,7 @@ def test_small_chunks_give_the_same_result(settings: Settings, tmp_path: Path) -
 
 _CRASH = """
 import os, sys
-import billing_batch.ingest as m
+import billing_batch.usage.ingest as m
 from billing_batch.config import load_settings
 real = m.run_sql
 def crashing(con, name, params=None, **kw):
@@ -372,7 +372,7 @@ def test_crash_mid_write_then_rerun(settings: Settings, tmp_path: Path, crash_at
 
 
 def _ingest_in_process(home: str, path: str) -> dict[str, Any]:
-    from billing_batch.config import load_settings as ls
+    from billing_batch.config.settings import load_settings as ls
 
     return ingest(ls(env={"BILLING_HOME": home}), [path]).to_dict()
 
@@ -482,7 +482,7 @@ def _adversarial_lines() -> list[str]:
 def _staged(settings: Settings, path: Path, fast: bool) -> list[tuple[Any, ...]]:
     """Every line of ``path`` as staged: through DuckDB's reader (``fast``) or through
     the rule chain alone (its own in-SQL fast path off too)."""
-    from billing_batch.ingest_stage import drop_staging, stage, validation_params
+    from billing_batch.usage.ingest_stage import drop_staging, stage, validation_params
 
     con = Lake(settings).connect()
     try:
@@ -520,7 +520,7 @@ def test_large_ingest_paths_give_the_same_result(
 ) -> None:
     """Hash buckets for the dedupe and several INSERTs (day groups), as a large ingest
     uses them, give exactly the counts and rows of the one-shot path."""
-    import billing_batch.ingest as m
+    import billing_batch.usage.ingest as m
 
     a = write_log(tmp_path / "in" / "a.jsonl", list(random_events(400, seed=21)))
     b = write_log(
@@ -530,7 +530,7 @@ def test_large_ingest_paths_give_the_same_result(
     one = ingest(settings, [a, b]).to_dict()
     monkeypatch.setattr(m, "_HASH_BUCKET_ROWS", 37)
     monkeypatch.setattr(m, "_INSERT_ROWS", 50)
-    from billing_batch.config import load_settings
+    from billing_batch.config.settings import load_settings
 
     s2 = load_settings(env={"BILLING_HOME": str(tmp_path / "home2")})
     two = ingest(s2, [a, b]).to_dict()
@@ -548,7 +548,7 @@ def test_large_ingest_paths_give_the_same_result(
 
 def test_duckdb_progress_bar_is_off_in_library_connections(settings: Settings) -> None:
     """A bar DuckDB draws on a long query would land in the CLI's JSON and the logs."""
-    from billing_batch.lake import memory_connection
+    from billing_batch.storage.lake import memory_connection
 
     for con in (Lake(settings).connect(), memory_connection()):
         try:

@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from billing_batch.config import Settings
-from billing_batch.ingest_read import FileStats
-from billing_batch.ingest_stage import drop_staging, stage, validation_params
-from billing_batch.lake import Lake
+from billing_batch.config.settings import Settings
+from billing_batch.storage.lake import Lake
+from billing_batch.usage.ingest_read import FileStats
+from billing_batch.usage.ingest_stage import drop_staging, stage, validation_params
 
 _ROWS = (
     "SELECT line_no, NULL AS reason, id, id_hash, workspace_id, metric, quantity, ts, day, "

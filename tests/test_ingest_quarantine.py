@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from billing_batch.config import Settings
-from billing_batch.ingest import ingest
-from billing_batch.lake import Lake
+from billing_batch.config.settings import Settings
+from billing_batch.storage.lake import Lake
+from billing_batch.usage.ingest import ingest
 from tests.conftest import event, random_events, write_log
 
 

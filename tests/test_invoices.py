@@ -16,7 +16,6 @@ import pytest
 from billing_batch._core.errors import InputError, NotFoundError, StateError
 from billing_batch._core.jsonutil import dumps, loads
 from billing_batch.config.settings import Settings, load_settings
-from billing_batch.ingest import ingest
 from billing_batch.invoicing.service import (
     create_invoice,
     explain_invoice,
@@ -35,6 +34,7 @@ from billing_batch.subscriptions.service import (
     change_subscription,
     create_subscription,
 )
+from billing_batch.usage.ingest import ingest
 from billing_batch.usage.queries import refresh_rollup
 from tests.conftest import event, write_log
 

@@ -11,11 +11,11 @@ import pytest
 from billing_batch._core.errors import InputError
 from billing_batch.cli import main as cli_main
 from billing_batch.config.settings import Settings
-from billing_batch.ingest import ingest
 from billing_batch.invoicing.service import create_invoice, finalize_invoice
 from billing_batch.storage import mirror
 from billing_batch.storage.lake import Lake
 from billing_batch.storage.maintenance import expire_lake_snapshots, pinned_snapshots
+from billing_batch.usage.ingest import ingest
 from billing_batch.usage.queries import refresh_rollup
 from tests.conftest import event, write_log
 
@@ -144,9 +144,9 @@ def test_cli_expire_dry_run(
 _CRASH_BEFORE_COMMIT = """
 import os, sys
 from contextlib import contextmanager
-import billing_batch.lake as lake_mod
+import billing_batch.storage.lake as lake_mod
 from billing_batch.config import load_settings
-from billing_batch.ingest import ingest
+from billing_batch.usage.ingest import ingest
 real = lake_mod.Lake.transaction
 @contextmanager
 def crashing(self, con, message, extra=None):

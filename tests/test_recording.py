@@ -11,8 +11,8 @@ import pytest
 
 from billing_batch._core.errors import InputError
 from billing_batch.config.settings import Settings
-from billing_batch.ingest import ingest
 from billing_batch.storage.lake import Lake
+from billing_batch.usage.ingest import ingest
 from billing_batch.usage.recording import (
     MAX_EVENTS,
     InvalidUsageError,

@@ -71,7 +71,7 @@ from hypothesis.stateful import (
 )
 
 from billing_batch import BillingError
-from billing_batch.config import Settings, load_settings
+from billing_batch.config.settings import Settings, load_settings
 from tests.timeline_model import (
     DEFAULT_PLANS,
     ZERO,

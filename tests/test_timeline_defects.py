@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from billing_batch.cli import main as cli_main
-from billing_batch.config import Settings, load_settings
+from billing_batch.config.settings import Settings, load_settings
 
 D = date
 

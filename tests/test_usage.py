@@ -34,10 +34,10 @@ from billing_batch._core.jsonutil import dumps
 from billing_batch.cli import main as cli_main
 from billing_batch.cli.usage import interactive
 from billing_batch.config.settings import PROJECT_ROOT, MetricDef, Settings, load_settings
-from billing_batch.ingest import IngestReport, ingest
 from billing_batch.storage import mirror
 from billing_batch.storage import state as store
 from billing_batch.storage.lake import Lake, extension_directory
+from billing_batch.usage.ingest import IngestReport, ingest
 from billing_batch.usage.queries import (
     analyst_query,
     daily_quantities,
@@ -670,7 +670,7 @@ def test_totals_and_breakdowns_match_brute_force(
 # --- readers during a write ----------------------------------------------------------------
 _SLOW_INGEST = """
 import pathlib, sys, time
-import billing_batch.ingest as m
+import billing_batch.usage.ingest as m
 from billing_batch.config import load_settings
 real = m.run_sql
 def slow(con, name, params=None, **kw):

@@ -12,8 +12,8 @@
         pdf = billing.download_invoice_pdf(invoice["id"], path="invoice.pdf")
 
 Answers are the API's JSON as dicts, numbers with a fraction as ``Decimal`` (parsed by
-:func:`billing_batch.jsonutil.loads`; amounts are never floats). Requests are written by
-:func:`billing_batch.jsonutil.dumps` (a ``Decimal`` quantity goes out exactly).
+:func:`billing_batch._core.jsonutil.loads`; amounts are never floats). Requests are written by
+:func:`billing_batch._core.jsonutil.dumps` (a ``Decimal`` quantity goes out exactly).
 
 Errors come back as the library's exceptions, by the API's stable ``code``
 (``not_found`` → NotFoundError, ``invalid_usage`` → InvalidUsageError with each event's

@@ -1,4 +1,4 @@
-"""The API's JSON response: exact decimals through :func:`billing_batch.jsonutil.dumps`."""
+"""The API's JSON response: exact decimals through :func:`billing_batch._core.jsonutil.dumps`."""
 
 from __future__ import annotations
 

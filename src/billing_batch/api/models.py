@@ -4,7 +4,7 @@ Request bodies are validated by these models (a mismatch is a 422 ``invalid_requ
 usage events are the exception: they are validated by ingest's own rules
 (:mod:`billing_batch.recording`), and :class:`UsageEvent` only documents them.
 
-Responses are written by :func:`billing_batch.jsonutil.dumps` from the library's own
+Responses are written by :func:`billing_batch._core.jsonutil.dumps` from the library's own
 JSON (exact decimals: ``550``, ``12.34``); the response models here document that JSON
 in the OpenAPI schema, where every amount and quantity is a JSON ``number``.
 """

@@ -40,18 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..storage import mirror
+
+    before = mirror.marker()
     code = _run(args)
-    return _mirror_changes(args.command, code)
+    return _mirror_changes(args.command, code, before)
 
 
-def _mirror_changes(command: str, code: int) -> int:
+def _mirror_changes(command: str, code: int, before: dict[str, int]) -> int:
     """The lake's copy of the state, brought up to date when this command changed the
     state (the one place the CLI mirrors: storage.mirror); a failure to copy is said and
     changes nothing else (the nightly copies again)."""
     from ..storage import mirror
 
     try:
-        mirror.flush(reason=f"billing-batch {command}")
+        mirror.flush(since=before, reason=f"billing-batch {command}")
     except BillingError as exc:
         print(
             f"billing-batch: warning: the lake's copy of the state is stale: {exc}", file=sys.stderr

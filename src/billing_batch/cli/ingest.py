@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from ..ingest import IngestReport
-from ..ingest import ingest as run_ingest
+from ..usage.ingest import IngestReport
+from ..usage.ingest import ingest as run_ingest
 from ..usage.sample import generate
 from ..webhooks.outbox import record_usage_events
 from ._common import print_json, settings_from

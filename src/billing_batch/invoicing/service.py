@@ -19,7 +19,7 @@ gap-free number of the issue year (``INV-2024-000001``), freezes lines and amoun
 records what it billed (the base for late usage) and emits ``billing.invoice.finalized``;
 the JSON and PDF are then written once to ``invoices/<number>.json|pdf``. Allowed moves:
 ``open → paid | void | overdue`` and ``overdue → paid | void``; anything else is a
-:class:`~billing_batch.errors.StateError`.
+:class:`~billing_batch._core.errors.StateError`.
 
 Each invoice records the price-book version (and digest) and the lake snapshot that
 priced it; :func:`explain_invoice` recomputes it from that snapshot and from today's lake.

@@ -133,7 +133,7 @@ def new_run(run_date: date, run_id: str | None = None) -> RunSummary:
 # --- steps 1-2: ingest and rollup ---------------------------------------------------------
 def ingest_step(settings: Settings) -> StepResult:
     """Ingest the new landing files and emit ``billing.usage.recorded``."""
-    from ..ingest import ingest
+    from ..usage.ingest import ingest
     from ..webhooks.outbox import record_usage_events
 
     report = ingest(settings)
@@ -246,8 +246,8 @@ class BillResult:
 def bill(settings: Settings, run_date: date) -> BillResult:
     """The money part of a nightly run, without Prefect, documents or payments: ingest the
     new landing files, refresh the rollup, invoice the closed periods, audit."""
-    from ..ingest import ingest
     from ..invoicing.audit import audit
+    from ..usage.ingest import ingest
     from ..usage.queries import refresh_rollup
 
     ingest(settings)

@@ -13,7 +13,7 @@
   file access limited to the lake's data folder, configuration locked, and only
   ``SELECT``/``EXPLAIN`` statements accepted.
 
-DuckDB errors are mapped into :class:`~billing_batch.errors.LakeError` here.
+DuckDB errors are mapped into :class:`~billing_batch._core.errors.LakeError` here.
 """
 
 from __future__ import annotations

@@ -88,11 +88,26 @@ def pending(settings: Settings) -> bool:
         return _changes.get(key, 0) > _copied.get(key, 0)
 
 
-def flush(settings: Settings | None = None, *, reason: str = "state changed") -> list[int]:
-    """Copy the state into the lake for ``settings`` (None: every state store this
-    process changed) when it changed since the last copy. Returns the snapshots made."""
+def marker() -> dict[str, int]:
+    """The changes counted so far, per state store (for :func:`flush`'s ``since``)."""
     with _guard:
-        keys = [_key(settings)] if settings is not None else list(_changes)
+        return dict(_changes)
+
+
+def flush(
+    settings: Settings | None = None,
+    *,
+    since: dict[str, int] | None = None,
+    reason: str = "state changed",
+) -> list[int]:
+    """Copy the state into the lake for ``settings`` (None: every state store changed
+    since the :func:`marker` ``since``, or ever in this process) when it changed since the
+    last copy. Returns the snapshots made."""
+    with _guard:
+        if settings is not None:
+            keys = [_key(settings)]
+        else:
+            keys = [k for k, n in _changes.items() if since is None or n > since.get(k, 0)]
         todo = [_settings.get(k, settings) for k in keys if _changes.get(k, 0) > _copied.get(k, 0)]
     return [mirror_to_lake(s, reason=reason) for s in todo if s is not None]
 
@@ -171,6 +186,7 @@ def mirror_to_lake(settings: Settings, *, reason: str = "mirror state") -> int:
 __all__ = [
     "MIRRORED",
     "flush",
+    "marker",
     "mirror_to_lake",
     "note_change",
     "pending",

@@ -222,8 +222,8 @@ def validate_lines(settings: Settings, lines: Sequence[bytes]) -> list[tuple[str
     own (``ingest.validation_params``), bound by ``lake.run_sql`` like every query file."""
     import duckdb
 
-    from ..ingest import validation_params
     from ..storage.lake import run_sql
+    from .ingest import validation_params
 
     con = _cursor()
     try:

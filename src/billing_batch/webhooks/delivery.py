@@ -1,6 +1,6 @@
 """Webhook delivery: Standard Webhooks signing, at-least-once delivery, verification.
 
-The write side is :mod:`billing_batch.outbox`: every state change appends its event to
+The write side is :mod:`billing_batch.webhooks.outbox`: every state change appends its event to
 the ``outbox`` table in the same transaction. This module reads the outbox and delivers
 each event to every configured endpoint subscribed to its type. The event catalogue,
 headers, signature scheme and retry schedule are documented in ``docs/webhooks.md``.

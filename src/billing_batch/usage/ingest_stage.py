@@ -31,10 +31,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from .config import Settings
-from .errors import IngestError, LakeError
+from .._core.errors import IngestError, LakeError
+from ..config.settings import Settings
+from ..storage.lake import load_sql, run_query, run_sql
 from .ingest_read import FileStats, Scan, is_gzip, prefetch, read_lines, reread_lines, scan_file
-from .lake import load_sql, run_query, run_sql
 
 #: Staged lines of one ingest that took the rule chain: accepted ones typed (``reason``
 #: NULL), rejected ones with their reason and raw text. ``id_hash`` = hash(workspace_id,

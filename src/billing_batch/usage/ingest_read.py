@@ -15,7 +15,7 @@ Three ways through a file, all with the same line numbering (1-based; a line end
 
 Gzip is detected by its magic bytes (ISA-L's inflate when ``isal`` is installed). A file
 that cannot be read at all (permissions, a corrupt gzip, an I/O error) raises
-:class:`~billing_batch.errors.IngestError` naming it.
+:class:`~billing_batch._core.errors.IngestError` naming it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 
-from .errors import IngestError
+from .._core.errors import IngestError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 #: Largest piece read from a gzip stream at once (its output is a fresh bytes object;

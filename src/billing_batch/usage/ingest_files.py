@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .config import Settings
-from .errors import IngestError
-from .jsonutil import dumps
+from .._core.errors import IngestError
+from .._core.jsonutil import dumps
+from ..config.settings import Settings
 
 #: (path, why) of a file or folder that could not be looked at.
 Problem = tuple[Path, str]
