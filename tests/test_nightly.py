@@ -28,7 +28,7 @@ from billing_batch.rating.prices import default_price_book_text
 from billing_batch.storage import state as store
 from billing_batch.subscriptions.service import create_subscription
 from billing_batch.usage.sample import generate
-from billing_batch.webhooks.delivery import verify
+from billing_batch.webhooks.signing import verify
 from tests.fake_stripe import FakeStripe, FakeStripeServer
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

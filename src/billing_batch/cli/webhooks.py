@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..webhooks import delivery as webhooks
+from .. import webhooks
 from ._common import print_json, settings_from
 
 

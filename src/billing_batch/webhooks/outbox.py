@@ -4,7 +4,7 @@ A state change and its event are written in the same SQLite transaction (the cal
 passes its open transaction's connection): no change without its event, no event
 without its change. Event ids are derived from what happened (type, subject, and a
 discriminator such as the attempt number), so recomputing a change never mints a second
-event with a new id. Delivery is :mod:`billing_batch.webhooks`.
+event with a new id. Delivery is :mod:`.delivery`.
 
 Events (``type`` → ``data``):
 
@@ -21,7 +21,8 @@ Events (``type`` → ``data``):
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import date, datetime
 from typing import Any
 
 from .._core import clock
@@ -30,7 +31,7 @@ from .._core.ids import stable_id
 from .._core.jsonutil import dumps
 from ..config.settings import Settings
 from ..storage import state as store
-from ..storage.lake import Lake, run_query, run_sql
+from ..storage.lake import Lake, run_sql
 
 EVENT_TYPES: tuple[str, ...] = (
     "billing.usage.recorded",
@@ -41,6 +42,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "billing.invoice.overdue",
     "billing.invoice.voided",
 )
+
+_USAGE_RECORDED = "billing.usage.recorded"
 
 
 def event_id(type_: str, subject_id: str, discriminator: str = "") -> str:
@@ -68,10 +71,17 @@ def record_event(
     # The payload's timestamp is when the change happened (for a backfilled nightly run,
     # its business time); created_at is when it entered the outbox, which delivery
     # schedules its retries and gives up by.
-    con.execute(
-        "INSERT OR IGNORE INTO outbox (id, type, workspace_id, subject_id, created_at, payload) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (eid, type_, workspace_id, subject_id, ts(recorded_at or at), payload),
+    store.query(
+        con,
+        "outbox/insert_event",
+        {
+            "id": eid,
+            "type": type_,
+            "workspace_id": workspace_id,
+            "subject_id": subject_id,
+            "created_at": ts(recorded_at or at),
+            "payload": payload,
+        },
     )
     return eid
 
@@ -95,57 +105,19 @@ def record_usage_events(
     now = now or clock.utcnow()
     with store.opened(settings) as con:
         done = {
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT subject_id FROM outbox WHERE type = 'billing.usage.recorded'"
-            )
+            str(r["subject_id"])
+            for r in store.query(con, "outbox/subjects_of_type", {"type": _USAGE_RECORDED})
         }
-        lake_con = lake.connect(read_only=True)
-        try:
-            pending = [
-                (r[0], list(r[1] or []))
-                for r in run_query(
-                    lake_con,
-                    "SELECT ingest_id, flatten(list(days)) FROM ingest_manifest "
-                    "GROUP BY ingest_id HAVING sum(accepted) > 0 ORDER BY ingest_id",
-                ).fetchall()
-                if r[0] not in done
-            ]
-            if not pending:
-                return []
-            rows = run_sql(
-                lake_con,
-                "usage_recorded_by_ingest",
-                {
-                    "ingest_ids": [p[0] for p in pending],
-                    "days": sorted({d for _, days in pending for d in days}),
-                },
-            ).fetchall()
-        finally:
-            lake_con.close()
-        by_key: dict[tuple[str, str], dict[str, Any]] = {}
-        for ingest_id, workspace_id, metric, events, total, peak, first_day, last_day in rows:
-            entry = by_key.setdefault(
-                (ingest_id, workspace_id),
-                {
-                    "workspaceId": workspace_id,
-                    "ingestId": ingest_id,
-                    "events": 0,
-                    "quantities": {},
-                    "days": {"first": first_day, "last": last_day},
-                },
-            )
-            entry["events"] += int(events)
-            entry["quantities"][metric] = {"events": int(events), "total": total, "max": peak}
-            entry["days"]["first"] = min(entry["days"]["first"], first_day)
-            entry["days"]["last"] = max(entry["days"]["last"], last_day)
+        rows = _recorded_usage(lake, done)
+        if not rows:
+            return []
         ids: list[str] = []
         with store.transaction(con):
-            for (ingest_id, workspace_id), data in sorted(by_key.items()):
+            for (ingest_id, workspace_id), data in sorted(_usage_summaries(rows).items()):
                 ids.append(
                     record_event(
                         con,
-                        "billing.usage.recorded",
+                        _USAGE_RECORDED,
                         subject_id=ingest_id,
                         discriminator=workspace_id,
                         workspace_id=workspace_id,
@@ -154,3 +126,49 @@ def record_usage_events(
                     )
                 )
         return ids
+
+
+def _recorded_usage(lake: Lake, done: set[str]) -> list[tuple[Any, ...]]:
+    """What the ingests not in ``done`` recorded, per ingest, workspace and metric
+    (``sql/usage_recorded_by_ingest.sql``); nothing when every ingest is done."""
+    lake_con = lake.connect(read_only=True)
+    try:
+        pending = [
+            (str(r[0]), list(r[1] or []))
+            for r in run_sql(lake_con, "usage_recorded_ingests").fetchall()
+            if r[0] not in done
+        ]
+        if not pending:
+            return []
+        days: set[date] = {d for _, touched in pending for d in touched}
+        return run_sql(
+            lake_con,
+            "usage_recorded_by_ingest",
+            {"ingest_ids": [p[0] for p in pending], "days": sorted(days)},
+        ).fetchall()
+    finally:
+        lake_con.close()
+
+
+def _usage_summaries(rows: Iterable[tuple[Any, ...]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The ``data`` of each ``billing.usage.recorded`` event, by (ingest, workspace)."""
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for ingest_id, workspace_id, metric, events, total, peak, first_day, last_day in rows:
+        entry = by_key.setdefault(
+            (ingest_id, workspace_id),
+            {
+                "workspaceId": workspace_id,
+                "ingestId": ingest_id,
+                "events": 0,
+                "quantities": {},
+                "days": {"first": first_day, "last": last_day},
+            },
+        )
+        entry["events"] += int(events)
+        entry["quantities"][metric] = {"events": int(events), "total": total, "max": peak}
+        entry["days"]["first"] = min(entry["days"]["first"], first_day)
+        entry["days"]["last"] = max(entry["days"]["last"], last_day)
+    return by_key
+
+
+__all__ = ["EVENT_TYPES", "event_id", "record_event", "record_usage_events"]
