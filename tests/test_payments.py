@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import stripe
 
+from billing_batch import payments
 from billing_batch._core.errors import (
     BillingError,
     ConfigError,
@@ -33,8 +34,9 @@ from billing_batch._core.errors import (
 from billing_batch._core.jsonutil import dumps, loads
 from billing_batch.config.settings import Settings, load_settings
 from billing_batch.invoicing import service as invoices
-from billing_batch.payments import charging as payments
-from billing_batch.payments.charging import PaymentResult, idempotency_key
+from billing_batch.payments import stripe_gateway
+from billing_batch.payments.attempts import PaymentResult
+from billing_batch.payments.stripe_gateway import idempotency_key
 from billing_batch.rating import prices as pricing
 from billing_batch.storage import state as store
 
@@ -169,7 +171,7 @@ def http(fake: FakeStripe) -> FakeStripeHTTPClient:
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Our rate-limit backoff sleeps are recorded, not slept."""
     slept: list[float] = []
-    monkeypatch.setattr(payments, "_sleep", slept.append)
+    monkeypatch.setattr(stripe_gateway, "_sleep", slept.append)
     return slept
 
 
@@ -749,7 +751,7 @@ def test_process_killed_between_charge_and_record(
         """
         import os, sys
         import stripe
-        from billing_batch.payments import charging as payments
+        from billing_batch import payments
         from billing_batch.config import load_settings
 
         class Killed(stripe.RequestsClient):
@@ -917,9 +919,9 @@ def test_api_key_never_in_logs_errors_or_records(
 
 def test_scrub_removes_keys() -> None:
     masked = "Invalid API Key provided: sk_test_****************************6789"
-    assert "6789" not in payments._scrub(masked)
-    assert payments._scrub(f"x {KEY} y", KEY) == "x [redacted] y"
-    assert payments._scrub('"client_secret": "pi_fake01_secret_fake"') == (
+    assert "6789" not in stripe_gateway.redact(masked)
+    assert stripe_gateway.redact(f"x {KEY} y", KEY) == "x [redacted] y"
+    assert stripe_gateway.redact('"client_secret": "pi_fake01_secret_fake"') == (
         '"client_secret": "[redacted]"'
     )
 
