@@ -1,17 +1,22 @@
 """What Stripe's answers become: declines (retried on the schedule) and 3-D Secure
 (recorded, never retried automatically; the first PaymentIntent canceled before a new
-one)."""
+one), end to end; and the pure mapping from a PaymentIntent's state or a Stripe failure
+to an outcome."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from billing_batch import payments
+from billing_batch._core.errors import PaymentError
 from billing_batch.config.settings import Settings
 from billing_batch.invoicing import service as invoices
 from billing_batch.payments.attempts import PaymentResult
+from billing_batch.payments.outcomes import outcome_from_failure, outcome_from_intent
+from billing_batch.payments.stripe_gateway import StripeFailure
 from tests.fake_stripe import FakeStripe, FakeStripeHTTPClient
 from tests.payments.support import DAY0, at, attempts, make_invoice, outbox, pay
 
@@ -123,3 +128,94 @@ def test_pay_again_after_requires_action_cancels_the_first_intent(
     (cancel,) = fake.requests_to("POST", f"/v1/payment_intents/{first.payment_intent_id}/cancel")
     assert cancel.idempotency_key == f"invoice-{inv.id}-attempt-1-cancel"
     assert len(fake.charges) == 1
+
+
+# --- the pure mapping ----------------------------------------------------------------------
+def _intent(status: str, **extra: Any) -> dict[str, Any]:
+    return {"id": "pi_1", "status": status, **extra}
+
+
+@pytest.mark.parametrize(
+    ("intent", "status", "error_code", "decline_code"),
+    [
+        (_intent("succeeded"), "succeeded", None, None),
+        (_intent("requires_action"), "requires_action", "authentication_required", None),
+        (_intent("requires_source_action"), "requires_action", "authentication_required", None),
+        (_intent("processing"), "pending", None, None),
+        (
+            _intent(
+                "requires_payment_method",
+                last_payment_error={
+                    "type": "card_error",
+                    "code": "card_declined",
+                    "decline_code": "insufficient_funds",
+                    "message": "Your card has insufficient funds.",
+                },
+            ),
+            "declined",
+            "card_declined",
+            "insufficient_funds",
+        ),
+        (
+            _intent(
+                "requires_payment_method",
+                last_payment_error={"type": "card_error", "code": "authentication_required"},
+            ),
+            "requires_action",
+            "authentication_required",
+            None,
+        ),
+        (
+            _intent(
+                "requires_payment_method",
+                last_payment_error={"type": "invalid_request_error", "code": "amount_too_small"},
+            ),
+            "failed",
+            "amount_too_small",
+            None,
+        ),
+        (_intent("canceled", cancellation_reason="abandoned"), "failed", "canceled", None),
+        (_intent("requires_confirmation"), "failed", "unexpected_status", None),
+    ],
+)
+def test_outcome_of_each_payment_intent_state(
+    intent: dict[str, Any], status: str, error_code: str | None, decline_code: str | None
+) -> None:
+    out = outcome_from_intent(intent)
+    assert (out.status, out.payment_intent_id, out.error_code) == (status, "pi_1", error_code)
+    if status == "requires_action":
+        assert out.decline_code == "authentication_required"
+        assert out.message and "not retried automatically" in out.message
+    else:
+        assert out.decline_code == decline_code
+    assert out.definitive and out.notify and out.error is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "definitive", "failure", "notify"),
+    [
+        ("declined", "declined", True, None, True),
+        ("requires_action", "requires_action", True, None, True),
+        ("transient", "failed", False, "unavailable", True),
+        ("invalid", "failed", True, "refused", True),
+        ("auth", "failed", False, None, False),
+        ("other", "failed", True, None, True),
+    ],
+)
+def test_outcome_of_each_kind_of_failure(
+    kind: str, status: str, definitive: bool, failure: str | None, notify: bool
+) -> None:
+    """Only a verdict closes an unknown attempt (``definitive``); our own configuration
+    error (``auth``) is raised once recorded and sends no payment_failed event."""
+    err = PaymentError("what Stripe said")
+    f = StripeFailure(kind, "some_code", None, "what Stripe said", {"id": "pi_9"}, 400, "param")
+    out = outcome_from_failure(f, err)
+    assert (out.status, out.definitive, out.failure, out.notify) == (
+        status,
+        definitive,
+        failure,
+        notify,
+    )
+    assert out.error is (err if kind == "auth" else None)
+    assert out.param == ("param" if kind == "invalid" else None)
+    assert out.payment_intent_id == (None if kind == "auth" else "pi_9")

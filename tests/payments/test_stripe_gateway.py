@@ -4,12 +4,15 @@ tests/fake_stripe.py, in process and over a loopback HTTP server)."""
 
 from __future__ import annotations
 
+import ast
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import stripe
 
+import billing_batch
 from billing_batch import payments
 from billing_batch._core.errors import (
     ConfigError,
@@ -275,3 +278,19 @@ def test_server_error_is_transient(
     fake.inject("server_error", times=3, path="/v1/payment_intents")
     result = pay(psettings, inv, http)
     assert result.status == "failed" and result.error_code == "api_error"
+
+
+def test_stripe_is_imported_only_by_the_gateway() -> None:
+    """The one Stripe boundary: no other module of the library imports the SDK."""
+    src = Path(billing_batch.__file__).parent
+    importers = set()
+    for path in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            if any(n == "stripe" or n.startswith("stripe.") for n in names):
+                importers.add(path.relative_to(src).as_posix())
+    assert importers == {"payments/stripe_gateway.py"}
