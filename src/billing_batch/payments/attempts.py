@@ -7,7 +7,8 @@ as ``pending`` before its Stripe request leaves (:func:`insert_pending`) and com
 after it (:func:`complete`, inside the transaction that records its consequence:
 :mod:`.recording`). A :class:`PaymentResult` is the outcome of one ``pay`` call and the
 invoice after it; :meth:`PaymentResult.error` is the one mapping from an outcome to the
-project's error (the CLI and the HTTP API both use it).
+project's error (the CLI and the HTTP API both use it). :func:`check_payable` is the rule
+for whether an invoice may take a new attempt.
 """
 
 from __future__ import annotations
