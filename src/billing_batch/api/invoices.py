@@ -30,7 +30,7 @@ from .models import (
 )
 
 if TYPE_CHECKING:
-    from ..payments.charging import PaymentResult
+    from ..payments.attempts import PaymentResult
 
 log = logging.getLogger("billing_batch.api")
 

@@ -301,7 +301,7 @@ def charge(settings: Settings, run_date: date) -> StepResult:
         )
         step.counts = {"skipped": len(pending)}
         return step
-    from ..payments.charging import pay_invoices, retry_due_payments
+    from ..payments import pay_invoices, retry_due_payments
 
     now = issue_time(run_date)  # the run's business clock: dunning days count from it
     first = pay_invoices(settings, uncharged_invoices(settings), now=now)
