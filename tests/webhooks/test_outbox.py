@@ -14,8 +14,8 @@ import pytest
 
 from billing_batch._core import clock
 from billing_batch.config.settings import Settings
-from billing_batch.usage.ingest import ingest
 from billing_batch.storage import state as store
+from billing_batch.usage.ingest import ingest
 from billing_batch.webhooks import outbox
 from tests.conftest import event, write_log
 from tests.webhooks.support import T0
