@@ -15,9 +15,9 @@ from .._core.errors import PaymentRefusedError
 from .._core.files import atomic_write_bytes
 from .._core.ids import check_workspace_id
 from ..config.settings import parse_date
+from ..invoicing.explain import explain_invoice
 from ..invoicing.service import (
     create_invoice,
-    explain_invoice,
     finalize_invoice,
     get_invoice,
     list_invoices,

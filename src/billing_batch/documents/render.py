@@ -52,7 +52,7 @@ from .._core.files import atomic_write_files
 from ..config.settings import TEMPLATES_DIR, Settings
 
 if TYPE_CHECKING:
-    from ..invoicing.service import Invoice
+    from ..invoicing.model import Invoice
 
 log = logging.getLogger(__name__)
 
@@ -716,7 +716,7 @@ class InvoicePdf:
 def _archived_pdf(settings: Settings, inv: Invoice) -> bytes | None:
     """The PDF written at finalization, found under this home's invoices folder (the
     stored absolute path is a fallback: a moved or copied home keeps working)."""
-    from ..invoicing.service import invoice_basename
+    from ..invoicing.model import invoice_basename
 
     candidates = [settings.invoices_dir / f"{invoice_basename(inv)}.pdf"]
     if inv.pdf_path and Path(inv.pdf_path) != candidates[0]:
@@ -754,7 +754,7 @@ def invoice_pdf(settings: Settings, inv: Invoice, copy: str = "current") -> Invo
     is the archival copy written once at finalization (re-rendered from the frozen
     document, byte for byte the same, if the file is missing). A draft has no original
     (StateError)."""
-    from ..invoicing.service import invoice_basename
+    from ..invoicing.model import invoice_basename
 
     if copy not in PDF_COPIES:
         raise InputError(f"copy must be one of {', '.join(PDF_COPIES)}, got {copy!r}")
