@@ -79,10 +79,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "PriceBookError": ("_core.errors", "PriceBookError"),
     "record_usage_events": ("webhooks.outbox", "record_usage_events"),
     "refresh_rollup": ("usage.queries", "refresh_rollup"),
-    "render_many": ("documents.render", "render_many"),
-    "render_pdf": ("documents.render", "render_pdf"),
+    "render_many": ("documents.pool", "render_many"),
+    "render_pdf": ("documents.pdf", "render_pdf"),
     "RenderError": ("_core.errors", "RenderError"),
-    "RenderResult": ("documents.render", "RenderResult"),
+    "RenderResult": ("documents.pool", "RenderResult"),
     "retry_due_payments": ("payments.dunning", "retry_due_payments"),
     "RollupReport": ("usage.queries", "RollupReport"),
     "RunSummary": ("nightly.steps", "RunSummary"),
@@ -98,7 +98,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "void_invoice": ("invoicing.service", "void_invoice"),
     "WebhookError": ("_core.errors", "WebhookError"),
     "WebhookVerificationError": ("_core.errors", "WebhookVerificationError"),
-    "write_invoice_files": ("documents.render", "write_invoice_files"),
+    "write_invoice_files": ("documents.pdf", "write_invoice_files"),
 }
 
 __all__ = sorted(_EXPORTS)

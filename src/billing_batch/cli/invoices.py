@@ -95,7 +95,7 @@ def _get(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     inv = get_invoice(settings, args.id)
     if args.pdf:
-        from ..documents.render import invoice_pdf
+        from ..documents.copies import invoice_pdf
 
         out = Path(args.pdf).expanduser().resolve()
         atomic_write_bytes(out, invoice_pdf(settings, inv, args.copy).data)

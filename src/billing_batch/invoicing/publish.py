@@ -20,7 +20,7 @@ def publish_invoice_files(
     yet (all of them when ``invoice_ids`` is None): the frozen document as finalized,
     rendered in parallel. Returns (invoice id, error or None) per invoice attempted."""
     from .._core.progress import progress
-    from ..documents.render import render_many
+    from ..documents.pool import render_many
 
     with state.opened(settings) as con:
         rows = unpublished_invoices(con)
