@@ -1,4 +1,4 @@
-"""Invoice PDF throughput: ``render.render_many`` vs a plain WeasyPrint loop, same run.
+"""Invoice PDF throughput: ``documents.pool.render_many`` vs a plain WeasyPrint loop, same run.
 
     .venv/bin/python benchmarks/bench_render.py [--n 200] [--processes 0] [--repeat 3]
 
@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from billing_batch.config.settings import TEMPLATES_DIR
-from billing_batch.documents import render
+from billing_batch.documents.pdf import render_html
+from billing_batch.documents.pool import render_many
 from billing_batch.rating.prices import line_description, read_price_book, totals
 
 METRICS = {
@@ -163,11 +164,11 @@ def plain_loop(docs: list[dict[str, Any]], out: Path) -> tuple[float, float]:
     import weasyprint
 
     base = str(TEMPLATES_DIR) + "/"
-    html = render.render_html(docs[0], link_stylesheet=True)
+    html = render_html(docs[0], link_stylesheet=True)
     weasyprint.HTML(string=html, base_url=base).write_pdf()  # warm-up, not timed
     cpu, started = _cpu(), time.perf_counter()
     for doc in docs:
-        html = render.render_html(doc, link_stylesheet=True)
+        html = render_html(doc, link_stylesheet=True)
         pdf = weasyprint.HTML(string=html, base_url=base).write_pdf()
         (out / f"{doc['number']}.pdf").write_bytes(pdf)
     return time.perf_counter() - started, _cpu() - cpu
@@ -177,7 +178,7 @@ def many(
     docs: list[dict[str, Any]], out: Path, processes: int, start_method: str | None = None
 ) -> tuple[float, float]:
     cpu, started = _cpu(), time.perf_counter()
-    results = render.render_many(
+    results = render_many(
         [(d, out, d["number"]) for d in docs], processes=processes, start_method=start_method
     )
     elapsed, used = time.perf_counter() - started, _cpu() - cpu

@@ -125,9 +125,9 @@ RENDER_PARENT = textwrap.dedent(
     """\
     import sys, time
     from pathlib import Path
-    from billing_batch.documents import render
+    from billing_batch.documents.pool import render_many
     from billing_batch.storage.locking import file_lock
-    from tests.test_render import invoice
+    from tests.documents.samples import invoice
 
     out = Path(sys.argv[1])
     items = [(invoice(id=f"inv_{i}"), out, f"I{i}") for i in range(8)]
@@ -137,7 +137,7 @@ RENDER_PARENT = textwrap.dedent(
         time.sleep(3600)
 
     with file_lock(out / "run.lock"):  # as a nightly run holds its lock
-        render.render_many(items, processes=2, start_method=sys.argv[2], progress=progress)
+        render_many(items, processes=2, start_method=sys.argv[2], progress=progress)
     """
 )
 

@@ -154,7 +154,7 @@ def get_invoice_pdf(
         Query(description="`current` (default): status now; `original`: archived at finalize"),
     ] = "current",
 ) -> Response:
-    from ..documents.render import invoice_pdf
+    from ..documents.copies import invoice_pdf
 
     inv = visible_invoice(settings, principal, invoice_id)
     pdf = invoice_pdf(settings, inv, copy)

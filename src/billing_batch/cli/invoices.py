@@ -15,9 +15,9 @@ from .._core.errors import PaymentRefusedError
 from .._core.files import atomic_write_bytes
 from .._core.ids import check_workspace_id
 from ..config.settings import parse_date
+from ..invoicing.explain import explain_invoice
 from ..invoicing.service import (
     create_invoice,
-    explain_invoice,
     finalize_invoice,
     get_invoice,
     list_invoices,
@@ -95,7 +95,7 @@ def _get(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     inv = get_invoice(settings, args.id)
     if args.pdf:
-        from ..documents.render import invoice_pdf
+        from ..documents.copies import invoice_pdf
 
         out = Path(args.pdf).expanduser().resolve()
         atomic_write_bytes(out, invoice_pdf(settings, inv, args.copy).data)

@@ -23,16 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
 from .._core import clock
 from .._core.ids import new_id
+from .._core.jsonutil import loads
 from ..config.settings import MetricDef, Settings
 from ..rating import fee_days, minimum_days
 from ..rating.prices import PriceBook, load_price_book
-from ..storage import state as store
+from ..storage import state
 from ..storage.lake import Lake
 from ..subscriptions.service import load_subscriptions
 from ..usage.queries import ensure_fresh
@@ -250,12 +251,8 @@ def check_positions(
 # --- the service ----------------------------------------------------------------------------
 def last_run(settings: Settings) -> tuple[date, int | None] | None:
     """The date of the newest nightly run and the lake snapshot its invoices were rated at."""
-    from .._core.jsonutil import loads
-
-    with store.opened(settings) as con:
-        row = con.execute(
-            "SELECT run_date, summary FROM runs ORDER BY run_date DESC, started_at DESC LIMIT 1"
-        ).fetchone()
+    with state.opened(settings) as con:
+        row = state.query(con, "invoicing/latest_run").fetchone()
     if row is None:
         return None
     summary = loads(row["summary"] or "{}")
@@ -283,12 +280,12 @@ def audit(
         latest = last_run(settings)
         if latest is not None:
             as_of, snapshot = latest
-    day = as_of or datetime.now(UTC).date()
+    day = as_of or clock.utcnow().date()
     if snapshot is None:
         ensure_fresh(settings)
     lake_con = Lake(settings).connect(read_only=True, snapshot=snapshot)
     try:
-        with store.opened(settings) as con:
+        with state.opened(settings) as con:
             positions = load_positions(
                 lake_con,
                 con,
@@ -306,51 +303,47 @@ def audit(
 
 def save(settings: Settings, report: AuditReport, *, run_id: str | None = None) -> None:
     """Record an audit and its findings (state tables ``audit_runs``, ``audit_findings``)."""
-    with store.opened(settings) as con, store.transaction(con):
-        con.execute(
-            "INSERT INTO audit_runs (audit_id, run_id, as_of, lake_snapshot_id, at, mode, "
-            "periods_checked, findings, unexplained) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                report.audit_id,
-                run_id,
-                report.as_of.isoformat(),
-                report.lake_snapshot_id,
-                clock.ts(clock.utcnow()),
-                report.mode,
-                report.periods_checked,
-                len(report.findings),
-                len(report.unexplained),
-            ),
-        )
-        con.executemany(
-            "INSERT INTO audit_findings (audit_id, workspace_id, period_start, period_end, "
-            "segment_start, segment_end, kind, metric, lake_quantity, billed_quantity, status, "
-            "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    run = {
+        "audit_id": report.audit_id,
+        "run_id": run_id,
+        "as_of": report.as_of.isoformat(),
+        "lake_snapshot_id": report.lake_snapshot_id,
+        "at": clock.ts(clock.utcnow()),
+        "mode": report.mode,
+        "periods_checked": report.periods_checked,
+        "findings": len(report.findings),
+        "unexplained": len(report.unexplained),
+    }
+    with state.opened(settings) as con, state.transaction(con):
+        state.query(con, "invoicing/insert_audit_run", run)
+        state.query_many(
+            con,
+            "invoicing/insert_audit_finding",
             [_row(report.audit_id, f) for f in report.findings],
         )
 
 
-def _row(audit_id: str, f: Finding) -> tuple[Any, ...]:
+def _row(audit_id: str, f: Finding) -> dict[str, Any]:
     def iso(d: date | None) -> str | None:
         return d.isoformat() if d else None
 
     def dec(d: Decimal | None) -> str | None:
         return None if d is None else str(d)
 
-    return (
-        audit_id,
-        f.workspace_id,
-        f.period_start.isoformat(),
-        f.period_end.isoformat(),
-        iso(f.segment_start),
-        iso(f.segment_end),
-        f.kind,
-        f.metric,
-        dec(f.lake_quantity),
-        dec(f.billed_quantity),
-        f.status,
-        f.reason,
-    )
+    return {
+        "audit_id": audit_id,
+        "workspace_id": f.workspace_id,
+        "period_start": f.period_start.isoformat(),
+        "period_end": f.period_end.isoformat(),
+        "segment_start": iso(f.segment_start),
+        "segment_end": iso(f.segment_end),
+        "kind": f.kind,
+        "metric": f.metric,
+        "lake_quantity": dec(f.lake_quantity),
+        "billed_quantity": dec(f.billed_quantity),
+        "status": f.status,
+        "reason": f.reason,
+    }
 
 
 def describe(findings: Iterable[Finding]) -> list[str]:

@@ -7,15 +7,15 @@ live finalized invoices (a void releases its rows). See docs/billing-rules.md §
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from ..rating import Billed, BilledUsage, LedgerEntry
-
-#: Invoice statuses whose ledger rows count as billed.
-LIVE_FINALIZED = ("open", "paid", "overdue")
+from ..storage import state
+from .model import FINALIZED
 
 PeriodKey = tuple[date, date]
 SegmentKey = tuple[date, date]
@@ -59,26 +59,24 @@ class _Acc:
 BilledByWorkspace = dict[str, dict[PeriodKey, dict[SegmentKey, Billed]]]
 
 
+def _rows(con: sqlite3.Connection, workspace_ids: Collection[str] | None) -> Iterator[Any]:
+    """The ledger rows (with their invoice's status) of these workspaces, or of all."""
+    if workspace_ids is None:
+        yield from state.query(con, "invoicing/ledger_rows", {"workspace_id": None})
+        return
+    for ws in sorted(workspace_ids):
+        yield from state.query(con, "invoicing/ledger_rows", {"workspace_id": ws})
+
+
 def billed(
     con: sqlite3.Connection, workspace_ids: Collection[str] | None = None
 ) -> BilledByWorkspace:
     """What live finalized invoices billed, per workspace, period and segment (the first
     invoice's plan for a segment is the plan that keeps pricing it)."""
-    sql = (
-        "SELECT b.workspace_id, b.period_start, b.period_end, b.segment_start, b.segment_end, "
-        "b.kind, b.metric, b.plan, b.quantity, b.amount FROM billing_ledger AS b "
-        "JOIN invoices AS i ON i.id = b.invoice_id "
-        f"WHERE i.status IN ({', '.join('?' for _ in LIVE_FINALIZED)})"
-    )
-    params: list[str] = list(LIVE_FINALIZED)
-    if workspace_ids is not None:
-        if not workspace_ids:
-            return {}
-        sql += f" AND b.workspace_id IN ({', '.join('?' for _ in workspace_ids)})"
-        params += list(workspace_ids)
-    sql += " ORDER BY i.finalized_at, i.id"
     acc: dict[str, dict[PeriodKey, dict[SegmentKey, _Acc]]] = {}
-    for ws, ps, pe, ss, se, kind, metric, plan, qty, amount in con.execute(sql, params):
+    for ws, ps, pe, ss, se, kind, metric, plan, qty, amount, status in _rows(con, workspace_ids):
+        if status not in FINALIZED:  # a void released its rows
+            continue
         period = (date.fromisoformat(ps), date.fromisoformat(pe))
         segment = (date.fromisoformat(ss), date.fromisoformat(se))
         acc.setdefault(ws, {}).setdefault(period, {}).setdefault(segment, _Acc()).add(
@@ -94,27 +92,26 @@ def record(
     con: sqlite3.Connection, invoice_id: str, workspace_id: str, entries: Sequence[LedgerEntry]
 ) -> None:
     """Write an invoice's ledger rows (inside the transaction that finalizes it)."""
-    con.executemany(
-        "INSERT INTO billing_ledger (invoice_id, workspace_id, period_start, period_end, "
-        "segment_start, segment_end, kind, metric, plan, quantity, amount) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    state.query_many(
+        con,
+        "invoicing/insert_ledger_row",
         [
-            (
-                invoice_id,
-                workspace_id,
-                e.period_start.isoformat(),
-                e.period_end.isoformat(),
-                e.segment_start.isoformat(),
-                e.segment_end.isoformat(),
-                e.kind,
-                e.metric,
-                e.plan,
-                str(e.quantity),
-                str(e.amount),
-            )
+            {
+                "invoice_id": invoice_id,
+                "workspace_id": workspace_id,
+                "period_start": e.period_start.isoformat(),
+                "period_end": e.period_end.isoformat(),
+                "segment_start": e.segment_start.isoformat(),
+                "segment_end": e.segment_end.isoformat(),
+                "kind": e.kind,
+                "metric": e.metric,
+                "plan": e.plan,
+                "quantity": str(e.quantity),
+                "amount": str(e.amount),
+            }
             for e in entries
         ],
     )
 
 
-__all__ = ["LIVE_FINALIZED", "BilledByWorkspace", "billed", "record"]
+__all__ = ["BilledByWorkspace", "PeriodKey", "SegmentKey", "billed", "record"]

@@ -27,11 +27,12 @@ from ..periods import (
 )
 from ..rating import Billed, SegmentState, segment_differs
 from ..rating.prices import PriceBook
+from ..storage import state
 from ..storage.lake import Lake, run_sql
 from ..usage.queries import period_quantities
 from . import ledger
-
-FINALIZED = ledger.LIVE_FINALIZED
+from .ledger import SegmentKey
+from .model import FINALIZED
 
 #: (span start, span end, nominal start, nominal end): one lake read each
 _Key = tuple[date, date, date, date]
@@ -81,16 +82,14 @@ def _first_days(
 def _invoice_statuses(
     con: sqlite3.Connection, workspace_ids: Collection[str] | None
 ) -> dict[tuple[str, date, date], str]:
-    sql = (
-        "SELECT workspace_id, period_start, period_end, status FROM invoices WHERE status <> 'void'"
-    )
-    params: list[str] = []
-    if workspace_ids is not None:
-        sql += f" AND workspace_id IN ({', '.join('?' for _ in workspace_ids)})"
-        params = list(workspace_ids)
+    """The status of each live invoice, by (workspace, period start, period end)."""
+    wanted: list[str | None] = [None] if workspace_ids is None else [*sorted(workspace_ids)]
     return {
         (ws, date.fromisoformat(ps), date.fromisoformat(pe)): status
-        for ws, ps, pe, status in con.execute(sql, params)
+        for one in wanted
+        for ws, ps, pe, status in state.query(
+            con, "invoicing/live_invoice_periods", {"workspace_id": one}
+        )
     }
 
 
@@ -168,29 +167,46 @@ def load_positions(
     quantities = _quantities(lake_con, needs)
     for ws, periods_spans in layout.items():
         ws_billed = billed.get(ws, {})
-        out: list[PeriodPosition] = []
-        for period, spans in periods_spans:
-            done = ws_billed.get((period.start, period.end), {})
-            segments = tuple(
-                SegmentState(
-                    span=span,
-                    usage=quantities.get(((span.start, span.end, *_nominal(period)), ws), {}),
-                    billed=done.get((span.start, span.end), Billed()),
-                )
-                for span in spans
+        positions.by_workspace[ws] = [
+            _position(
+                ws,
+                period,
+                spans,
+                quantities,
+                ws_billed.get((period.start, period.end), {}),
+                statuses.get((ws, period.start, period.end)),
             )
-            matched = {(s.start, s.end) for s in spans}
-            out.append(
-                PeriodPosition(
-                    workspace_id=ws,
-                    period=period,
-                    segments=segments,
-                    invoice_status=statuses.get((ws, period.start, period.end)),
-                    unmatched=tuple(k for k in done if k not in matched),
-                )
-            )
-        positions.by_workspace[ws] = out
+            for period, spans in periods_spans
+        ]
     return positions
+
+
+def _position(
+    ws: str,
+    period: Period,
+    spans: Sequence[PlanSpan],
+    quantities: Mapping[tuple[_Key, str], dict[str, Decimal]],
+    done: Mapping[SegmentKey, Billed],
+    status: str | None,
+) -> PeriodPosition:
+    """One period of a workspace: each segment's usage in the lake beside what was
+    billed for it."""
+    segments = tuple(
+        SegmentState(
+            span=span,
+            usage=quantities.get(((span.start, span.end, *_nominal(period)), ws), {}),
+            billed=done.get((span.start, span.end), Billed()),
+        )
+        for span in spans
+    )
+    matched = {(s.start, s.end) for s in spans}
+    return PeriodPosition(
+        workspace_id=ws,
+        period=period,
+        segments=segments,
+        invoice_status=status,
+        unmatched=tuple(k for k in done if k not in matched),
+    )
 
 
 def _later(subs: Sequence[Subscription], period: tuple[date, date], as_of: date) -> bool:

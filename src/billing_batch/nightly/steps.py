@@ -32,12 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from .._core import clock
+from .._core.clock import issue_time
 from .._core.errors import BillingError
 from .._core.files import atomic_write_text
 from .._core.ids import new_id
 from .._core.jsonutil import dumps
 from ..config.settings import Settings
-from ..invoicing.service import Invoice, invoice_closed_periods, issue_time, publish_invoice_files
+from ..invoicing.model import Invoice
+from ..invoicing.publish import publish_invoice_files
+from ..invoicing.service import invoice_closed_periods
 from ..storage import state as store
 from ..storage.locking import file_lock
 

@@ -33,7 +33,7 @@ from .._core.ids import stable_id
 from .._core.money import from_minor
 from ..config.settings import Settings
 from ..invoicing import service as invoices
-from ..invoicing.service import Invoice
+from ..invoicing.model import Invoice
 from ..storage import state
 from .stripe_gateway import AMBIGUOUS_ERRORS, idempotency_key
 

@@ -46,7 +46,7 @@ from .._core.errors import (
 )
 from ..config.settings import Settings
 from ..invoicing import service as invoices
-from ..invoicing.service import Invoice
+from ..invoicing.model import Invoice
 from ..rating.prices import PriceBook, load_price_book
 from ..storage import state
 from .attempts import (

@@ -22,7 +22,7 @@ from datetime import datetime
 from .._core import clock
 from ..config.settings import Settings
 from ..invoicing import service as invoices
-from ..invoicing.service import Invoice
+from ..invoicing.model import Invoice
 from ..storage import state
 from ..webhooks.outbox import record_event
 from .attempts import (

@@ -1,0 +1,163 @@
+"""What an invoice is: its statuses and the moves allowed between them, the invoice as
+stored (:class:`Invoice`, with its JSON shape), and a rating result not yet stored
+(:class:`Rated`).
+
+Lifecycle: ``draft → open`` (finalize), ``open → paid | void | overdue`` and
+``overdue → paid | void``; anything else is refused (``invoicing.service.transition``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from .._core.money import to_minor
+from ..periods import Period
+from ..rating import LedgerEntry, Line
+from ..rating.prices import Account
+
+STATUSES = ("draft", "open", "paid", "void", "overdue")
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "draft": frozenset({"open"}),
+    "open": frozenset({"paid", "void", "overdue"}),
+    "overdue": frozenset({"paid", "void"}),
+    "paid": frozenset(),
+    "void": frozenset(),
+}
+#: The statuses of a finalized live invoice: numbered, frozen, its ledger rows billed.
+FINALIZED = ("open", "paid", "overdue")
+
+#: The timestamp column a move sets (``paid_at`` ...), and the event it emits.
+STATUS_STAMPS: dict[str, str] = {"paid": "paid_at", "void": "voided_at", "overdue": "overdue_at"}
+STATUS_EVENTS: dict[str, str] = {
+    "paid": "billing.invoice.paid",
+    "void": "billing.invoice.voided",
+    "overdue": "billing.invoice.overdue",
+}
+
+
+@dataclass(frozen=True)
+class Rated:
+    """The result of rating one workspace and period (not yet stored)."""
+
+    workspace_id: str
+    period: Period
+    account: Account
+    currency: str
+    lines: tuple[Line, ...]
+    subtotal: Decimal
+    tax: Decimal
+    total: Decimal
+    entries: tuple[LedgerEntry, ...]
+    price_book_version: str
+    price_book_digest: str
+    lake_snapshot_id: int
+
+
+@dataclass(frozen=True)
+class Invoice:
+    id: str
+    workspace_id: str
+    period_start: date
+    period_end: date
+    kind: str
+    status: str
+    number: str | None
+    currency: str
+    subtotal: Decimal
+    tax_rate: Decimal
+    tax: Decimal
+    total: Decimal
+    lines: tuple[Line, ...]
+    price_book_version: str
+    lake_snapshot_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    issued_at: datetime | None
+    due_date: date | None
+    finalized_at: datetime | None
+    paid_at: datetime | None
+    voided_at: datetime | None
+    overdue_at: datetime | None
+    payment_intent_id: str | None
+    json_path: str | None
+    pdf_path: str | None
+    extra: Mapping[str, Any]  # billTo, issuer, digest, nominal period (from the document)
+
+    @property
+    def total_minor(self) -> int:
+        return to_minor(self.total, self.currency)
+
+    def to_json(self) -> dict[str, Any]:
+        """The seed's invoice shape, plus period, currency, number, dates and detail."""
+        payment: dict[str, Any] | None = None
+        if self.paid_at is not None or self.payment_intent_id is not None:
+            payment = {
+                "status": "succeeded" if self.paid_at else "pending",
+                "paidAt": self.paid_at,
+                "paymentIntentId": self.payment_intent_id,
+            }
+        return {
+            "id": self.id,
+            "object": "invoice",
+            "workspaceId": self.workspace_id,
+            "status": self.status,
+            "number": self.number,
+            "kind": self.kind,
+            "currency": self.currency,
+            "period": {"start": self.period_start, "end": self.period_end},
+            "issuedAt": self.issued_at,
+            "dueDate": self.due_date,
+            "subtotal": self.subtotal,
+            "taxRate": self.tax_rate,
+            "tax": self.tax,
+            "total": self.total,
+            "lineItems": [line.to_json() for line in self.lines],
+            "billTo": self.extra.get("billTo"),
+            "issuer": self.extra.get("issuer"),
+            "priceBookVersion": self.price_book_version,
+            "priceBookDigest": self.extra.get("priceBookDigest"),
+            "lakeSnapshotId": self.lake_snapshot_id,
+            "payment": payment,
+            "createdAt": self.created_at,
+            "finalizedAt": self.finalized_at,
+            "paidAt": self.paid_at,
+            "voidedAt": self.voided_at,
+            "overdueAt": self.overdue_at,
+        }
+
+
+def with_document(inv: Invoice, doc: Mapping[str, Any]) -> Invoice:
+    """The invoice with what it keeps of its stored document (as the store reads it
+    back: bill-to, issuer, price-book digest, nominal period)."""
+    return replace(
+        inv,
+        extra={
+            "billTo": doc.get("billTo"),
+            "issuer": doc.get("issuer"),
+            "priceBookDigest": doc.get("priceBookDigest"),
+            "nominalPeriod": doc.get("nominalPeriod"),
+        },
+    )
+
+
+def invoice_basename(inv: Invoice) -> str:
+    """The name of an invoice's files (``invoices/<basename>.json|pdf``): its number,
+    or its id while it has none."""
+    return inv.number or inv.id
+
+
+__all__ = [
+    "FINALIZED",
+    "STATUSES",
+    "STATUS_EVENTS",
+    "STATUS_STAMPS",
+    "TRANSITIONS",
+    "Invoice",
+    "Rated",
+    "invoice_basename",
+    "with_document",
+]

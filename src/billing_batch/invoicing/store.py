@@ -1,0 +1,283 @@
+"""Invoices in the state store: rows ↔ :class:`~.model.Invoice`, and every read and write
+of the tables ``invoices``, ``invoice_lines`` and ``invoice_status_history``. The SQL is in
+``sql/state/invoicing/*.sql``; every function runs on the caller's connection (writes
+inside the caller's transaction).
+
+Stored as: amounts decimal strings in major units (exact), dates ISO ``YYYY-MM-DD``,
+times ISO 8601 UTC (``_core.clock.ts``), the invoice's document and each line's detail
+as JSON.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from .._core import clock
+from .._core.errors import NotFoundError
+from .._core.jsonutil import dumps, loads
+from ..rating import Line
+from ..storage import state
+from .model import STATUS_STAMPS, Invoice, with_document
+
+
+# --- reading -----------------------------------------------------------------------------
+def _dt(v: str | None) -> datetime | None:
+    return clock.parse_ts(v) if v else None
+
+
+def _d(v: str | None) -> date | None:
+    return date.fromisoformat(v) if v else None
+
+
+def _dec(v: Any) -> Decimal | None:
+    return None if v is None else Decimal(str(v))
+
+
+def _line_from_row(r: sqlite3.Row) -> Line:
+    return Line(
+        kind=r["kind"],
+        description=r["description"],
+        amount=Decimal(r["amount"]),
+        period_start=date.fromisoformat(r["period_start"]),
+        period_end=date.fromisoformat(r["period_end"]),
+        metric=r["metric"],
+        plan=r["plan"],
+        quantity=_dec(r["quantity"]),
+        unit=r["unit"],
+        unit_price=_dec(r["unit_price"]),
+        detail=loads(r["detail"]),
+    )
+
+
+def _invoice_from_row(con: sqlite3.Connection, r: sqlite3.Row) -> Invoice:
+    rows = state.query(con, "invoicing/invoice_lines", {"invoice_id": r["id"]})
+    return with_document(
+        Invoice(
+            id=r["id"],
+            workspace_id=r["workspace_id"],
+            period_start=date.fromisoformat(r["period_start"]),
+            period_end=date.fromisoformat(r["period_end"]),
+            kind=r["kind"],
+            status=r["status"],
+            number=r["number"],
+            currency=r["currency"],
+            subtotal=Decimal(r["subtotal"]),
+            tax_rate=Decimal(r["tax_rate"]),
+            tax=Decimal(r["tax"]),
+            total=Decimal(r["total"]),
+            lines=tuple(_line_from_row(x) for x in rows),
+            price_book_version=r["price_book_version"],
+            lake_snapshot_id=r["lake_snapshot_id"],
+            created_at=clock.parse_ts(r["created_at"]),
+            updated_at=clock.parse_ts(r["updated_at"]),
+            issued_at=_dt(r["issued_at"]),
+            due_date=_d(r["due_date"]),
+            finalized_at=_dt(r["finalized_at"]),
+            paid_at=_dt(r["paid_at"]),
+            voided_at=_dt(r["voided_at"]),
+            overdue_at=_dt(r["overdue_at"]),
+            payment_intent_id=r["payment_intent_id"],
+            json_path=r["json_path"],
+            pdf_path=r["pdf_path"],
+            extra={},
+        ),
+        loads(r["document"]),
+    )
+
+
+def _one(con: sqlite3.Connection, name: str, params: Mapping[str, Any]) -> Invoice | None:
+    row = state.query(con, name, params).fetchone()
+    return _invoice_from_row(con, row) if row is not None else None
+
+
+def load_invoice(con: sqlite3.Connection, invoice_id: str) -> Invoice:
+    """The invoice with this id (NotFoundError if there is none)."""
+    inv = _one(con, "invoicing/invoice_by_id", {"id": invoice_id})
+    if inv is None:
+        raise NotFoundError(f"no invoice {invoice_id!r}")
+    return inv
+
+
+def find_invoice(con: sqlite3.Connection, reference: str) -> Invoice:
+    """The invoice with this id or number (NotFoundError if there is none)."""
+    inv = _one(con, "invoicing/invoice_by_reference", {"reference": reference})
+    if inv is None:
+        raise NotFoundError(f"no invoice {reference!r}")
+    return inv
+
+
+def select_invoices(
+    con: sqlite3.Connection, *, workspace_id: str | None, status: str | None, limit: int
+) -> list[Invoice]:
+    """Invoices by period, workspace and creation time (None: any workspace, status)."""
+    params = {"workspace_id": workspace_id, "status": status, "limit": limit}
+    rows = state.query(con, "invoicing/list_invoices", params).fetchall()
+    return [_invoice_from_row(con, r) for r in rows]
+
+
+def _period(workspace_id: str, start: date, end: date) -> dict[str, str]:
+    return {
+        "workspace_id": workspace_id,
+        "period_start": start.isoformat(),
+        "period_end": end.isoformat(),
+    }
+
+
+def live_invoice(
+    con: sqlite3.Connection, workspace_id: str, start: date, end: date
+) -> Invoice | None:
+    """The live (not void) invoice of the workspace for exactly [start, end], if any."""
+    return _one(con, "invoicing/live_invoice", _period(workspace_id, start, end))
+
+
+def overlapping_invoice(
+    con: sqlite3.Connection, workspace_id: str, start: date, end: date
+) -> Invoice | None:
+    """A live invoice of the workspace whose period overlaps [start, end] without being
+    exactly that period, if any."""
+    return _one(con, "invoicing/overlapping_invoice", _period(workspace_id, start, end))
+
+
+def open_invoices_due_before(con: sqlite3.Connection, as_of: date) -> list[str]:
+    """The ids of the open invoices due before ``as_of``, by due date."""
+    rows = state.query(con, "invoicing/open_invoices_due_before", {"as_of": as_of.isoformat()})
+    return [r["id"] for r in rows]
+
+
+def unpublished_invoices(con: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """(id, number, document JSON) of the finalized invoices missing their JSON or PDF."""
+    rows = state.query(con, "invoicing/unpublished_invoices")
+    return [(r["id"], r["number"], r["document"]) for r in rows]
+
+
+def frozen_document(con: sqlite3.Connection, invoice_id: str) -> dict[str, Any] | None:
+    """The invoice's stored document (frozen at finalization), or None."""
+    row = state.query(con, "invoicing/invoice_by_id", {"id": invoice_id}).fetchone()
+    doc = loads(row["document"]) if row is not None and row["document"] else None
+    return doc if isinstance(doc, dict) else None
+
+
+# --- writing (inside the caller's transaction) ---------------------------------------------
+def _opt_ts(value: datetime | None) -> str | None:
+    return clock.ts(value) if value else None
+
+
+def _invoice_params(inv: Invoice, document: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": inv.id,
+        "workspace_id": inv.workspace_id,
+        "period_start": inv.period_start.isoformat(),
+        "period_end": inv.period_end.isoformat(),
+        "kind": inv.kind,
+        "status": inv.status,
+        "number": inv.number,
+        "currency": inv.currency,
+        "subtotal": str(inv.subtotal),
+        "tax_rate": str(inv.tax_rate),
+        "tax": str(inv.tax),
+        "total": str(inv.total),
+        "total_minor": inv.total_minor,
+        "price_book_version": inv.price_book_version,
+        "lake_snapshot_id": inv.lake_snapshot_id,
+        "document": dumps(document),
+        "created_at": clock.ts(inv.created_at),
+        "updated_at": clock.ts(inv.updated_at),
+        "issued_at": _opt_ts(inv.issued_at),
+        "due_date": inv.due_date.isoformat() if inv.due_date else None,
+        "finalized_at": _opt_ts(inv.finalized_at),
+    }
+
+
+def _line_params(invoice_id: str, n: int, x: Line) -> dict[str, Any]:
+    return {
+        "invoice_id": invoice_id,
+        "line_no": n,
+        "kind": x.kind,
+        "description": x.description,
+        "metric": x.metric,
+        "plan": x.plan,
+        "quantity": None if x.quantity is None else str(x.quantity),
+        "unit": x.unit,
+        "unit_price": None if x.unit_price is None else str(x.unit_price),
+        "amount": str(x.amount),
+        "period_start": x.period_start.isoformat(),
+        "period_end": x.period_end.isoformat(),
+        "detail": dumps(dict(x.detail)),
+    }
+
+
+def write_invoice(
+    con: sqlite3.Connection, inv: Invoice, document: Mapping[str, Any], *, insert: bool
+) -> None:
+    """Insert (``insert``) or rewrite the invoice row with ``document``, and its lines."""
+    name = "invoicing/insert_invoice" if insert else "invoicing/update_invoice"
+    state.query(con, name, _invoice_params(inv, document))
+    state.query(con, "invoicing/delete_invoice_lines", {"invoice_id": inv.id})
+    state.query_many(
+        con,
+        "invoicing/insert_invoice_line",
+        [_line_params(inv.id, n, x) for n, x in enumerate(inv.lines, start=1)],
+    )
+
+
+def record_history(
+    con: sqlite3.Connection, invoice_id: str, frm: str | None, to: str, at: datetime, reason: str
+) -> None:
+    """One row of the invoice's status history."""
+    params = {
+        "invoice_id": invoice_id,
+        "from_status": frm,
+        "to_status": to,
+        "at": clock.ts(at),
+        "reason": reason,
+    }
+    state.query(con, "invoicing/insert_status_history", params)
+
+
+def set_status(
+    con: sqlite3.Connection,
+    invoice_id: str,
+    status: str,
+    *,
+    at: datetime,
+    payment_intent_id: str | None = None,
+) -> None:
+    """Set the status (and the move's own timestamp column, and the payment reference
+    when given); the caller checks that the move is allowed."""
+    stamps: dict[str, str | None] = {column: None for column in STATUS_STAMPS.values()}
+    if status in STATUS_STAMPS:
+        stamps[STATUS_STAMPS[status]] = clock.ts(at)
+    params = {
+        "id": invoice_id,
+        "status": status,
+        "at": clock.ts(at),
+        "payment_intent_id": payment_intent_id,
+        **stamps,
+    }
+    state.query(con, "invoicing/set_invoice_status", params)
+
+
+def set_files(con: sqlite3.Connection, invoice_id: str, json_path: str, pdf_path: str) -> None:
+    """Record the paths of the invoice's published JSON and PDF."""
+    params = {"id": invoice_id, "json_path": json_path, "pdf_path": pdf_path}
+    state.query(con, "invoicing/set_invoice_files", params)
+
+
+__all__ = [
+    "find_invoice",
+    "frozen_document",
+    "live_invoice",
+    "load_invoice",
+    "open_invoices_due_before",
+    "overlapping_invoice",
+    "record_history",
+    "select_invoices",
+    "set_files",
+    "set_status",
+    "unpublished_invoices",
+    "write_invoice",
+]
