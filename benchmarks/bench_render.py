@@ -23,9 +23,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from billing_batch.config.price_book import read_price_book
 from billing_batch.config.settings import TEMPLATES_DIR
 from billing_batch.documents import render
-from billing_batch.rating.prices import line_description, read_price_book, totals
+from billing_batch.rating.plans import line_description, totals
 
 METRICS = {
     "api_calls": ("API Calls", "calls"),

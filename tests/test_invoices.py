@@ -15,6 +15,7 @@ import pytest
 
 from billing_batch._core.errors import InputError, NotFoundError, StateError
 from billing_batch._core.jsonutil import dumps, loads
+from billing_batch.config.price_book import default_price_book_text
 from billing_batch.config.settings import Settings, load_settings
 from billing_batch.ingest import ingest
 from billing_batch.invoicing.service import (
@@ -28,7 +29,6 @@ from billing_batch.invoicing.service import (
     transition,
     void_invoice,
 )
-from billing_batch.rating.prices import default_price_book_text
 from billing_batch.storage import state as store
 from billing_batch.subscriptions.service import (
     cancel_subscription,

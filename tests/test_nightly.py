@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from billing_batch.cli import main as cli_main
+from billing_batch.config.price_book import default_price_book_text
 from billing_batch.config.settings import Settings, load_settings
 from billing_batch.nightly.steps import run_lock
-from billing_batch.rating.prices import default_price_book_text
 from billing_batch.storage import state as store
 from billing_batch.subscriptions.service import create_subscription
 from billing_batch.usage.sample import generate

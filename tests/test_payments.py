@@ -31,11 +31,11 @@ from billing_batch._core.errors import (
     StripeNotConfiguredError,
 )
 from billing_batch._core.jsonutil import dumps, loads
+from billing_batch.config import price_book as pricing
 from billing_batch.config.settings import Settings, load_settings
 from billing_batch.invoicing import service as invoices
 from billing_batch.payments import charging as payments
 from billing_batch.payments.charging import PaymentResult, idempotency_key
-from billing_batch.rating import prices as pricing
 from billing_batch.storage import state as store
 
 from .fake_stripe import (

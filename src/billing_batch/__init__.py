@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 #: public name -> (module under billing_batch, attribute)
 _EXPORTS: dict[str, tuple[str, str]] = {
-    "Account": ("rating.prices", "Account"),
+    "Account": ("rating.plans", "Account"),
     "analyst_connection": ("storage.analyst", "analyst_connection"),
     "AnalystConnection": ("storage.analyst", "AnalystConnection"),
     "audit": ("invoicing.audit", "audit"),
@@ -56,11 +56,11 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "LakeError": ("_core.errors", "LakeError"),
     "Line": ("invoicing.service", "Line"),
     "list_invoices": ("invoicing.service", "list_invoices"),
-    "load_price_book": ("rating.prices", "load_price_book"),
+    "load_price_book": ("config.price_book", "load_price_book"),
     "load_settings": ("config.settings", "load_settings"),
     "LockedError": ("_core.errors", "LockedError"),
     "mark_overdue": ("invoicing.service", "mark_overdue"),
-    "MetricDef": ("config.settings", "MetricDef"),
+    "MetricDef": ("config.metrics", "MetricDef"),
     "MetricUsage": ("usage.queries", "MetricUsage"),
     "mirror_to_lake": ("storage.mirror", "mirror_to_lake"),
     "NotFoundError": ("_core.errors", "NotFoundError"),
@@ -73,8 +73,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "PaymentResult": ("payments.charging", "PaymentResult"),
     "PaymentTransientError": ("_core.errors", "PaymentTransientError"),
     "period_quantities": ("usage.queries", "period_quantities"),
-    "Plan": ("rating.prices", "Plan"),
-    "PriceBook": ("rating.prices", "PriceBook"),
+    "Plan": ("rating.plans", "Plan"),
+    "PriceBook": ("rating.plans", "PriceBook"),
     "PriceBookError": ("_core.errors", "PriceBookError"),
     "record_usage_events": ("webhooks.outbox", "record_usage_events"),
     "refresh_rollup": ("usage.queries", "refresh_rollup"),

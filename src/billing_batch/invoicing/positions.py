@@ -19,7 +19,7 @@ import duckdb
 
 from ..periods import Period, PlanSpan, Subscription, closed_periods, plan_spans
 from ..rating import Billed, SegmentState, segment_differs
-from ..rating.prices import PriceBook
+from ..rating.plans import PriceBook
 from ..storage.lake import Lake, run_sql
 from ..usage.queries import period_quantities
 from . import ledger

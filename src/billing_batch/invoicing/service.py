@@ -39,10 +39,11 @@ from .._core.errors import BillingError, InputError, NotFoundError, StateError
 from .._core.ids import check_workspace_id, new_id
 from .._core.jsonutil import dumps, loads
 from .._core.money import to_minor
+from ..config.price_book import load_price_book
 from ..config.settings import Settings
 from ..periods import Period, Subscription, billing_periods
 from ..rating import Billed, LedgerEntry, Line, SegmentState, rate_period
-from ..rating.prices import Account, PriceBook, load_price_book, totals
+from ..rating.plans import Account, PriceBook, totals
 from ..storage import state as store
 from ..storage.lake import Lake
 from ..subscriptions.service import load_subscriptions

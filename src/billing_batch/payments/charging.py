@@ -64,10 +64,11 @@ from .._core.errors import (
 )
 from .._core.ids import stable_id
 from .._core.money import from_minor
+from ..config.price_book import load_price_book
 from ..config.settings import Settings
 from ..invoicing import service as invoices
 from ..invoicing.service import Invoice
-from ..rating.prices import PriceBook, load_price_book
+from ..rating.plans import PriceBook
 from ..storage import state as store
 from ..webhooks.outbox import record_event
 

@@ -100,7 +100,7 @@ def load_subscriptions(
 # --- writing ---------------------------------------------------------------------------
 def _check_plan(settings: Settings, plan: str, workspace_id: str) -> None:
     """The plan must exist and bill in the workspace's currency."""
-    from ..rating.prices import load_price_book
+    from ..config.price_book import load_price_book
 
     book = load_price_book(settings)
     try:

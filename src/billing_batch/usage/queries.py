@@ -67,7 +67,8 @@ from .._core.errors import (
     UsageQueryError,
 )
 from .._core.ids import check_workspace_id
-from ..config.settings import MetricDef, Settings, parse_date
+from ..config.metrics import MetricDef
+from ..config.settings import Settings, parse_date
 from ..storage.lake import LAKE, Lake, check_read_only_sql, load_sql, run_query, run_sql
 
 log = logging.getLogger(__name__)
