@@ -35,7 +35,7 @@ from billing_batch.subscriptions.service import (
     change_subscription,
     create_subscription,
 )
-from billing_batch.usage.queries import refresh_rollup
+from billing_batch.usage.rollup import refresh_rollup
 from tests.conftest import event, write_log
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -35,7 +35,7 @@ from ..rating.plans import PriceBook
 from ..storage import state as store
 from ..storage.lake import Lake
 from ..subscriptions.service import load_subscriptions
-from ..usage.queries import ensure_fresh
+from ..usage.rollup import ensure_fresh
 from .planner import waiting
 from .positions import PeriodPosition, Positions, load_positions
 

@@ -47,7 +47,7 @@ from ..rating.plans import Account, PriceBook, totals
 from ..storage import state as store
 from ..storage.lake import Lake
 from ..subscriptions.service import load_subscriptions
-from ..usage.queries import ensure_fresh
+from ..usage.rollup import ensure_fresh
 from ..webhooks.outbox import record_event
 from . import ledger
 from .planner import PlannedInvoice, plan_invoices

@@ -22,7 +22,7 @@ from .._core.progress import progress
 from ..config.settings import Settings, load_settings
 from ..ingest import ingest
 from ..storage import mirror
-from ..usage.queries import refresh_rollup
+from ..usage.rollup import refresh_rollup
 from ..webhooks.outbox import record_usage_events
 from .steps import (
     RunSummary,

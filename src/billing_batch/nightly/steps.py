@@ -200,7 +200,7 @@ def bill(settings: Settings, run_date: date) -> BillResult:
     new landing files, refresh the rollup, invoice the closed periods, audit."""
     from ..ingest import ingest
     from ..invoicing.audit import audit
-    from ..usage.queries import refresh_rollup
+    from ..usage.rollup import refresh_rollup
 
     ingest(settings)
     refresh_rollup(settings)

@@ -381,7 +381,7 @@ class Lake:
     def analyst_connection(self) -> duckdb.DuckDBPyConnection:
         """A sandboxed read-only connection for ad-hoc queries (``billing-batch sql``):
         :func:`analyst_session_sql` run on a fresh in-memory DuckDB. Run every query
-        through :func:`check_read_only_sql` (``usage.analyst_query`` does): the settings
+        through :func:`check_read_only_sql` (``analyst.analyst_query`` does): the settings
         alone do not close the extensions' own file access (see ``sqlguard``)."""
         s = self.settings
         catalog_path = s.lake_dir / "catalog.sqlite"
