@@ -90,7 +90,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "sign_webhook": ("webhooks.delivery", "sign"),
     "StateError": ("_core.errors", "StateError"),
     "StripeNotConfiguredError": ("_core.errors", "StripeNotConfiguredError"),
-    "Subscription": ("subscriptions.service", "Subscription"),
+    "Subscription": ("periods.spans", "Subscription"),
     "SubscriptionError": ("_core.errors", "SubscriptionError"),
     "UsageQueryError": ("_core.errors", "UsageQueryError"),
     "verify_webhook": ("webhooks.delivery", "verify"),
