@@ -23,10 +23,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from billing_batch.config.price_book import read_price_book
 from billing_batch.config.settings import TEMPLATES_DIR
 from billing_batch.documents.pdf import render_html
 from billing_batch.documents.pool import render_many
-from billing_batch.rating.prices import line_description, read_price_book, totals
+from billing_batch.rating.plans import line_description, totals
 
 METRICS = {
     "api_calls": ("API Calls", "calls"),

@@ -49,7 +49,8 @@ import duckdb
 from billing_batch.config.settings import Settings, load_settings
 from billing_batch.storage.lake import Lake, load_sql, sql_literal
 from billing_batch.usage.ingest import ingest
-from billing_batch.usage.queries import catalogue_params, get_usage, refresh_rollup
+from billing_batch.usage.queries import get_usage
+from billing_batch.usage.rollup import catalogue_params, refresh_rollup
 
 MONTH = date(2024, 1, 1)
 DAYS = 31

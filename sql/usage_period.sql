@@ -11,7 +11,8 @@
 --   gauge         (sum over every day d of [$start, $end] of the value in force on d) /
 --                 $period_days, where the value in force is the last reading on or before d
 --                 (from before the period too; 0 before any reading ever), rounded half-up
---                 to 9 decimal places (exact integer arithmetic, no float)
+--                 to 9 decimal places (exact integer arithmetic, no float): the rule of
+--                 gauge_quantities.sql, included below
 --   unique_count  quantity NULL here: distinct values over the whole period need the
 --                 events (usage_period_unique.sql); `property` names the counted property
 -- Parameters: $start, $end (DATE, inclusive); $period_days (INTEGER >= 1, the gauge divisor:
@@ -64,59 +65,46 @@ unique_totals AS (
     GROUP BY workspace_id, metric
 ),
 
-carry_in AS (
-    -- the value in force when the period starts: the last reading before $start
-    SELECT workspace_id, metric, arg_max(quantity, day) AS quantity
-    FROM (
-        SELECT workspace_id, metric, day, quantity
-        FROM period_rows
-        WHERE aggregation = 'gauge' AND day < CAST($start AS DATE)
-        UNION ALL
-        SELECT workspace_id, metric, day, quantity FROM month_end_readings
-    )
-    GROUP BY workspace_id, metric
+gauge_readings AS (
+    -- the gauge readings that count: the period's own and those before it in $start's
+    -- month, and the last reading of each earlier month (which carry a value in)
+    SELECT workspace_id, metric, day, quantity FROM period_rows WHERE aggregation = 'gauge'
+    UNION ALL
+    SELECT workspace_id, metric, day, quantity FROM month_end_readings
 ),
 
 gauge_steps AS (
-    -- the carried-in value from $start, then each reading from its day (a reading on
-    -- $start replaces the carried-in value: step_order sorts it after)
-    SELECT workspace_id, metric, CAST($start AS DATE) AS day, 0 AS step_order, quantity FROM carry_in
+    -- the input of gauge_quantities.sql: a start step on $start, then the readings
+    SELECT DISTINCT
+        workspace_id,
+        metric,
+        CAST($start AS DATE) AS day,
+        0 AS step_order,
+        NULL::DECIMAL(38, 9) AS reading,
+        CAST($start AS DATE) AS period_start,
+        CAST($end AS DATE) AS period_end,
+        CAST($period_days AS INTEGER) AS period_days
+    FROM gauge_readings
     UNION ALL
-    SELECT workspace_id, metric, day, 1 AS step_order, quantity FROM in_period WHERE aggregation = 'gauge'
-),
-
-gauge_held AS (
-    -- each value holds until the next step, the last one through $end
     SELECT
         workspace_id,
         metric,
-        quantity,
-        coalesce(
-            lead(day) OVER (PARTITION BY workspace_id, metric ORDER BY day, step_order),
-            CAST($end AS DATE) + 1
-        ) - day AS days_held
-    FROM gauge_steps
+        day,
+        1 AS step_order,
+        quantity AS reading,
+        CAST($start AS DATE) AS period_start,
+        CAST($end AS DATE) AS period_end,
+        CAST($period_days AS INTEGER) AS period_days
+    FROM gauge_readings
 ),
 
-gauge_unit_days AS (
-    SELECT workspace_id, metric, sum(quantity * days_held) AS unit_days
-    FROM gauge_held
-    GROUP BY workspace_id, metric
+gauge_quantities AS (
+-- include: gauge_quantities
 ),
 
 gauge_totals AS (
-    -- unit_days / $period_days, rounded half-up at 1e-9 in HUGEINT arithmetic
-    SELECT
-        workspace_id,
-        metric,
-        'gauge' AS aggregation,
-        CAST(
-            (CAST(unit_days * 1000000000 AS HUGEINT) * 2 + CAST($period_days AS HUGEINT))
-                // (2 * CAST($period_days AS HUGEINT))
-            AS DECIMAL(38, 0)
-        ) * CAST(0.000000001 AS DECIMAL(10, 9)) AS quantity,
-        NULL::VARCHAR AS property
-    FROM gauge_unit_days
+    SELECT workspace_id, metric, 'gauge' AS aggregation, quantity, NULL::VARCHAR AS property
+    FROM gauge_quantities
 ),
 
 day_rows AS (

@@ -27,7 +27,7 @@ from billing_batch.storage import mirror
 from billing_batch.storage.analyst import analyst_init_sql
 from billing_batch.storage.lake import extension_directory
 from billing_batch.usage.ingest import ingest
-from billing_batch.usage.queries import refresh_rollup
+from billing_batch.usage.rollup import refresh_rollup
 from billing_batch.usage.sample import generate
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "analysts.md"

@@ -25,10 +25,10 @@ from billing_batch._core.errors import InputError
 from billing_batch.cli import main as cli_main
 from billing_batch.config.settings import Settings, load_settings
 from billing_batch.storage import mirror
-from billing_batch.storage.analyst import analyst_init_sql
+from billing_batch.storage.analyst import analyst_init_sql, analyst_query
 from billing_batch.storage.lake import Lake
 from billing_batch.usage.ingest import ingest
-from billing_batch.usage.queries import analyst_query, refresh_rollup
+from billing_batch.usage.rollup import refresh_rollup
 from billing_batch.usage.sample import generate
 
 BB = str(Path(sys.executable).with_name("billing-batch"))

@@ -39,8 +39,8 @@ from billing_batch.config.settings import ApiKey, ApiSettings, Settings, load_se
 from billing_batch.invoicing import service as invoices
 from billing_batch.storage.lake import Lake
 from billing_batch.usage.ingest import ingest
-from billing_batch.usage.queries import refresh_rollup
 from billing_batch.usage.recording import MAX_BODY_BYTES, MAX_EVENTS
+from billing_batch.usage.rollup import refresh_rollup
 from tests.conftest import event, write_log
 
 ADMIN = "bbk_test_admin"

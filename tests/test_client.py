@@ -33,8 +33,8 @@ from billing_batch.client import (
 )
 from billing_batch.config.settings import Settings
 from billing_batch.usage.ingest import ingest
-from billing_batch.usage.queries import refresh_rollup
 from billing_batch.usage.recording import InvalidUsageError
+from billing_batch.usage.rollup import refresh_rollup
 from tests.test_api import ADMIN, KEY_A, KEY_B, live_server, seed_usage, with_keys
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from billing_batch._core import money
 from billing_batch._core.errors import InputError, PriceBookError
-from billing_batch.rating import prices as pricing
+from billing_batch.config import price_book as pricing
 
 REFUSED = [
     ("1e-2", "not a plain decimal"),

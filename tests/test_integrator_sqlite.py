@@ -211,7 +211,7 @@ def test_concurrent_api_requests_and_a_nightly_writer(tmp_path: Path) -> None:
     import httpx
 
     from billing_batch.usage.ingest import ingest
-    from billing_batch.usage.queries import refresh_rollup
+    from billing_batch.usage.rollup import refresh_rollup
 
     home = tmp_path / "home"
     home.mkdir()

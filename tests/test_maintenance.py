@@ -16,7 +16,7 @@ from billing_batch.storage import mirror
 from billing_batch.storage.lake import Lake
 from billing_batch.storage.maintenance import expire_lake_snapshots, pinned_snapshots
 from billing_batch.usage.ingest import ingest
-from billing_batch.usage.queries import refresh_rollup
+from billing_batch.usage.rollup import refresh_rollup
 from tests.conftest import event, write_log
 
 NOW = datetime(2024, 2, 1, 9, 30, tzinfo=UTC)

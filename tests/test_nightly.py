@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from billing_batch.cli import main as cli_main
+from billing_batch.config.price_book import default_price_book_text
 from billing_batch.config.settings import Settings, load_settings
 from billing_batch.nightly.steps import run_lock
-from billing_batch.rating.prices import default_price_book_text
 from billing_batch.storage import state as store
 from billing_batch.subscriptions.service import create_subscription
 from billing_batch.usage.sample import generate
@@ -320,3 +320,30 @@ def test_served_deployment_has_the_configured_cron(tmp_path: Path) -> None:
     default = build_deployment(load_settings(env={"BILLING_HOME": str(tmp_path / "h2")}))
     assert default.schedules[0].schedule.cron == "0 2 * * *"
     assert default.schedules[0].schedule.timezone == "UTC"
+
+
+def test_prefect_yaml_takes_its_cron_from_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prefect.yaml writes no cron: its build step reads the settings, and the deployment's
+    schedule is rendered from that step's outputs (as ``prefect deploy`` does)."""
+    import importlib
+
+    import yaml
+    from prefect.utilities.templating import apply_values
+
+    project = yaml.safe_load((Path(__file__).resolve().parents[1] / "prefect.yaml").read_text())
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "billing.toml").write_text('[schedule]\ncron = "15 4 * * 1"\ntimezone = "Asia/Tokyo"\n')
+    monkeypatch.setenv("BILLING_HOME", str(home))
+    outputs = {}
+    for step in project["build"]:
+        ((name, args),) = step.items()
+        module, _, func = name.rpartition(".")
+        outputs[args["id"]] = getattr(importlib.import_module(module), func)()
+    (deployment,) = project["deployments"]
+    (schedule,) = apply_values(deployment["schedules"], outputs)
+    assert schedule["cron"] == "15 4 * * 1"
+    assert schedule["timezone"] == "Asia/Tokyo"
+    assert "* * *" not in (Path(__file__).resolve().parents[1] / "prefect.yaml").read_text()

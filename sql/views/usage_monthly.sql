@@ -6,9 +6,9 @@
 -- unique_count: distinct property values over the month (from events); gauge (storage):
 -- the mean over every day of the month of the value in force that day (the last reading,
 -- carried forward across months; 0 before the first reading), i.e. GB-months, rounded
--- half-up to 9 decimals. A gauge has a row for every month from its first reading through
--- the last month present in usage_daily (a month in progress holds the last value to its
--- end). days_with_usage = the month's usage_daily rows (gauge: days with a reading);
+-- half-up to 9 decimals: the library's rule (gauge_quantities.sql, included below). A
+-- gauge has a row for every month from its first reading through the last month present
+-- in usage_daily (a month in progress holds the last value to its end). days_with_usage = the month's usage_daily rows (gauge: days with a reading);
 -- events = the events behind them.
 CREATE OR REPLACE VIEW usage_monthly AS
 WITH daily AS (
@@ -88,61 +88,38 @@ gauge_series AS (
 ),
 
 gauge_steps AS (
-    -- month starts (no reading of their own) and readings, in day order
-    SELECT workspace_id, metric, month AS day, 0 AS step_order, NULL::DECIMAL(38, 9) AS reading
+    -- the input of gauge_quantities.sql: a start step on each month of the series, then
+    -- the readings, each counting in its own month
+    SELECT
+        workspace_id,
+        metric,
+        month AS day,
+        0 AS step_order,
+        NULL::DECIMAL(38, 9) AS reading,
+        month AS period_start,
+        CAST(month + INTERVAL 1 MONTH AS DATE) - 1 AS period_end,
+        CAST(CAST(month + INTERVAL 1 MONTH AS DATE) - month AS INTEGER) AS period_days
     FROM gauge_series
     UNION ALL
-    SELECT workspace_id, metric, day, 1 AS step_order, quantity AS reading
-    FROM gauge_days
-),
-
-gauge_values AS (
     SELECT
         workspace_id,
         metric,
         day,
-        last_value(reading IGNORE NULLS) OVER w AS value,
-        lead(day) OVER (PARTITION BY workspace_id, metric ORDER BY day, step_order) AS next_day
-    FROM gauge_steps
-    WINDOW w AS (
-        PARTITION BY workspace_id, metric ORDER BY day, step_order
-        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    )
+        1 AS step_order,
+        quantity AS reading,
+        month AS period_start,
+        CAST(month + INTERVAL 1 MONTH AS DATE) - 1 AS period_end,
+        CAST(CAST(month + INTERVAL 1 MONTH AS DATE) - month AS INTEGER) AS period_days
+    FROM gauge_days
 ),
 
-gauge_held AS (
-    -- each value holds until the next step (never past its month's end)
-    SELECT
-        workspace_id,
-        metric,
-        CAST(date_trunc('month', day) AS DATE) AS month,
-        value,
-        coalesce(next_day, CAST(date_trunc('month', day) + INTERVAL 1 MONTH AS DATE)) - day AS days_held
-    FROM gauge_values
-),
-
-gauge_unit_days AS (
-    SELECT
-        workspace_id,
-        metric,
-        month,
-        coalesce(sum(value * days_held), 0) AS unit_days,
-        CAST(CAST(month + INTERVAL 1 MONTH AS DATE) - month AS HUGEINT) AS month_days
-    FROM gauge_held
-    GROUP BY workspace_id, metric, month
+gauge_quantities AS (
+-- include: gauge_quantities
 ),
 
 gauges AS (
-    SELECT
-        workspace_id,
-        metric,
-        month,
-        'gauge' AS aggregation,
-        CAST(
-            (CAST(unit_days * 1000000000 AS HUGEINT) * 2 + month_days) // (2 * month_days)
-            AS DECIMAL(38, 0)
-        ) * CAST(0.000000001 AS DECIMAL(10, 9)) AS quantity
-    FROM gauge_unit_days
+    SELECT workspace_id, metric, period_start AS month, 'gauge' AS aggregation, quantity
+    FROM gauge_quantities
 ),
 
 totals AS (

@@ -9,7 +9,7 @@ from typing import Any
 
 from billing_batch.config.settings import Settings
 from billing_batch.usage.ingest import ingest
-from billing_batch.usage.queries import refresh_rollup
+from billing_batch.usage.rollup import refresh_rollup
 from tests.conftest import event, write_log
 
 NOW = datetime(2024, 2, 1, 9, 30, tzinfo=UTC)

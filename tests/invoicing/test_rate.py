@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from billing_batch.config.price_book import default_price_book_text
 from billing_batch.config.settings import Settings
 from billing_batch.invoicing.explain import explain_invoice
 from billing_batch.invoicing.service import (
@@ -18,7 +19,6 @@ from billing_batch.invoicing.service import (
     get_invoice,
     plan_closed_periods,
 )
-from billing_batch.rating.prices import default_price_book_text
 from billing_batch.subscriptions.service import (
     cancel_subscription,
     change_subscription,

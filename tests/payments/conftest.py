@@ -26,7 +26,7 @@ def invoice_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for January and February of every workspace, and March drafts. Each test gets a
     copy of the state store (the lake is only read, by rating, here)."""
     from billing_batch.usage.ingest import ingest
-    from billing_batch.usage.queries import refresh_rollup
+    from billing_batch.usage.rollup import refresh_rollup
     from tests.conftest import event, write_log
 
     root = tmp_path_factory.mktemp("payments-template")

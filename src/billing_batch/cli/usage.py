@@ -15,8 +15,10 @@ import duckdb
 from .._core.errors import BillingError
 from .._core.ids import check_workspace_id
 from .._core.jsonutil import decimal_text, dumps
+from ..storage.analyst import QueryResult, analyst_query
 from ..storage.lake import Lake
-from ..usage.queries import QueryResult, analyst_query, get_usage, refresh_rollup
+from ..usage.queries import get_usage
+from ..usage.rollup import refresh_rollup
 from ._common import print_json, settings_from
 
 #: Rows shown by the table format unless --limit says otherwise.

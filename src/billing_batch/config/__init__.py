@@ -1,12 +1,13 @@
-"""Configuration: settings (defaults < TOML < environment), paths under
-``$BILLING_HOME``, the metric catalogue; price-book parsing lives beside them."""
+"""Configuration: settings (defaults < TOML < environment; paths under
+``$BILLING_HOME``; the nightly schedule) in :mod:`.settings`, the metric catalogue in
+:mod:`.metrics`, price-book parsing and validation in :mod:`.price_book`."""
 
 from __future__ import annotations
 
+from .metrics import DEFAULT_METRICS, Aggregation, MetricDef
 from .settings import (
     PROJECT_ROOT,
     SQL_DIR,
-    MetricDef,
     Settings,
     WebhookEndpoint,
     load_settings,
@@ -14,8 +15,10 @@ from .settings import (
 )
 
 __all__ = [
+    "DEFAULT_METRICS",
     "PROJECT_ROOT",
     "SQL_DIR",
+    "Aggregation",
     "MetricDef",
     "Settings",
     "WebhookEndpoint",

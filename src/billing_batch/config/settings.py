@@ -26,71 +26,20 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
 from .._core.errors import ConfigError
+from ._model import Model
+from .metrics import DEFAULT_METRICS, MetricDef, extend_catalogue
 
-#: The repository root (``src/billing_batch/config.py`` → two levels up). ``sql/``,
-#: ``templates/`` and ``flows/`` live there.
+#: The repository root (``src/billing_batch/config/settings.py`` → three levels up).
+#: ``sql/``, ``templates/`` and ``flows/`` live there.
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 SQL_DIR = PROJECT_ROOT / "sql"
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 
-Aggregation = Literal["sum", "gauge", "count", "max", "latest", "unique_count"]
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MetricDef(_Model):
-    """One metric of the catalogue and how its events aggregate.
-
-    * ``sum``: a day is the sum of its events; a period the sum of its days.
-    * ``gauge``: a day is its largest reading; a period is the mean over every day of
-      the period, a day without a reading carrying the last known value forward (0
-      before any reading ever). For ``storage`` in GB that mean is GB-months.
-    * ``count``: a day is the number of its events; a period the sum of its days.
-    * ``max``: a day is its largest value; a period the largest of its days.
-    * ``latest``: a day is the value of its last event (by timestamp); a period the
-      value of its last day with an event.
-    * ``unique_count``: the number of distinct values of ``properties.<property>``
-      over the day, and over the whole period (not a sum of days).
-    """
-
-    display_name: str
-    unit: str = "count"
-    aggregation: Aggregation = "sum"
-    #: Quantities must be whole numbers (count metrics).
-    whole: bool = True
-    #: For ``unique_count``: the property whose distinct values are counted.
-    property: str | None = None
-    #: How the period total is named on an invoice ("GB-months").
-    period_unit: str | None = None
-
-    @field_validator("property")
-    @classmethod
-    def _property_name(cls, value: str | None) -> str | None:
-        if value is not None and not value.replace("_", "").replace("-", "").isalnum():
-            raise ValueError("property must be letters, digits, '_' or '-'")
-        return value
-
-
-DEFAULT_METRICS: dict[str, MetricDef] = {
-    "api_calls": MetricDef(display_name="API Calls", unit="count", aggregation="sum"),
-    "contracts": MetricDef(display_name="Contracts", unit="count", aggregation="sum"),
-    "kyc_checks": MetricDef(display_name="KYC Checks", unit="count", aggregation="sum"),
-    "storage": MetricDef(
-        display_name="Storage",
-        unit="GB",
-        aggregation="gauge",
-        whole=False,
-        period_unit="GB-months",
-    ),
-}
-
-
-class PathsSettings(_Model):
+class PathsSettings(Model):
     landing: str = "landing"
     lake: str = "lake"
     rejects: str = "rejects"
@@ -104,7 +53,7 @@ class PathsSettings(_Model):
     quarantine: str = "quarantine"
 
 
-class LakeSettings(_Model):
+class LakeSettings(Model):
     #: DuckLake catalog: ``""`` means ``sqlite:<lake>/catalog.sqlite``; or
     #: ``postgres:dbname=billing host=...`` (needs the ``scale`` extra).
     catalog: str = ""
@@ -129,7 +78,7 @@ class LakeSettings(_Model):
     orphan_min_age_hours: float = Field(default=1.0, ge=0)
 
 
-class IngestSettings(_Model):
+class IngestSettings(Model):
     #: Bytes read per chunk: bounds memory whatever the file size.
     chunk_bytes: int = 32 * 1024 * 1024
     #: Longest accepted event id.
@@ -141,7 +90,7 @@ class IngestSettings(_Model):
     lock_timeout_seconds: float = 600.0
 
 
-class InvoiceSettings(_Model):
+class InvoiceSettings(Model):
     issuer_name: str = "Billing Rail, Inc."
     issuer_address: str = "1 Market Street\nSan Francisco, CA 94105\nUnited States"
     issuer_email: str = "billing@example.com"
@@ -150,7 +99,7 @@ class InvoiceSettings(_Model):
     render_processes: int = 0
 
 
-class PaymentSettings(_Model):
+class PaymentSettings(Model):
     #: Days after the first failed attempt at which a payment is retried.
     dunning_schedule_days: tuple[int, ...] = (1, 3, 7)
     #: Network retries inside one attempt (the SDK's ``max_network_retries``).
@@ -158,7 +107,7 @@ class PaymentSettings(_Model):
     timeout_seconds: float = 30.0
 
 
-class WebhookEndpoint(_Model):
+class WebhookEndpoint(Model):
     id: str
     url: str
     #: Name of the environment variable holding the endpoint's ``whsec_...`` secret(s)
@@ -168,7 +117,7 @@ class WebhookEndpoint(_Model):
     events: tuple[str, ...] = ()
 
 
-class WebhookSettings(_Model):
+class WebhookSettings(Model):
     #: Refuse private, loopback and link-local destinations (SSRF guard).
     allow_private_addresses: bool = False
     timeout_seconds: float = 10.0
@@ -177,7 +126,11 @@ class WebhookSettings(_Model):
     endpoints: tuple[WebhookEndpoint, ...] = ()
 
 
-class ScheduleSettings(_Model):
+class ScheduleSettings(Model):
+    """The nightly run's schedule: the one place the cron is written. ``billing-batch
+    schedule`` builds its deployment from it, and ``prefect.yaml``'s build step reads it
+    (``billing_batch.nightly.schedule.deployment_schedule``)."""
+
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
     deployment_name: str = "nightly"
@@ -187,7 +140,7 @@ class ScheduleSettings(_Model):
     ephemeral_startup_timeout_seconds: float = Field(default=600.0, gt=0)
 
 
-class ApiKey(_Model):
+class ApiKey(Model):
     #: ``sha256:<hex>`` of the key; keys themselves are never stored.
     hash: str
     #: The workspace the key acts for; None for a finance/admin key.
@@ -195,13 +148,13 @@ class ApiKey(_Model):
     name: str = ""
 
 
-class ApiSettings(_Model):
+class ApiSettings(Model):
     host: str = "127.0.0.1"
     port: int = 8000
     keys: tuple[ApiKey, ...] = ()
 
 
-class Settings(_Model):
+class Settings(Model):
     home: Path
     config_file: Path | None = None
     paths: PathsSettings = Field(default_factory=PathsSettings)
@@ -332,7 +285,7 @@ class Settings(_Model):
             d.mkdir(parents=True, exist_ok=True)
 
 
-_SECTIONS: dict[str, type[_Model]] = {
+_SECTIONS: dict[str, type[Model]] = {
     "paths": PathsSettings,
     "lake": LakeSettings,
     "ingest": IngestSettings,
@@ -399,19 +352,7 @@ def load_settings(
     home_value = home if home is not None else env.get("BILLING_HOME", "billing-data")
     home_path = Path(home_value).expanduser().resolve()
 
-    config_path: Path | None
-    if config is not None:
-        config_path = Path(config).expanduser().resolve()
-        if not config_path.is_file():
-            raise ConfigError(f"config file not found: {config_path}")
-    elif env.get("BILLING_CONFIG"):
-        config_path = Path(env["BILLING_CONFIG"]).expanduser().resolve()
-        if not config_path.is_file():
-            raise ConfigError(f"BILLING_CONFIG points to a missing file: {config_path}")
-    else:
-        candidate = home_path / "billing.toml"
-        config_path = candidate if candidate.is_file() else None
-
+    config_path = _config_path(config, env, home_path)
     data: dict[str, Any] = {}
     if config_path is not None:
         try:
@@ -423,16 +364,32 @@ def load_settings(
             home_path = (config_path.parent / str(data["home"])).resolve()
         data.pop("home", None)
         if "metrics" in data:
-            # The file's metrics extend (or redefine) the default catalogue.
-            metrics = {k: v.model_dump() for k, v in DEFAULT_METRICS.items()}
-            metrics.update(data["metrics"])
-            data["metrics"] = metrics
+            data["metrics"] = extend_catalogue(data["metrics"])
     data = _merge(data, _env_overrides(env))
     try:
         return Settings(home=home_path, config_file=config_path, **data)
     except ValidationError as exc:
         where = str(config_path) if config_path else "settings"
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _config_path(
+    config: str | os.PathLike[str] | None, env: Mapping[str, str], home: Path
+) -> Path | None:
+    """The settings file: ``config``, else ``$BILLING_CONFIG``, else ``<home>/billing.toml``
+    when it exists (None: no file)."""
+    if config is not None:
+        path = Path(config).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    if env.get("BILLING_CONFIG"):
+        path = Path(env["BILLING_CONFIG"]).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"BILLING_CONFIG points to a missing file: {path}")
+        return path
+    candidate = home / "billing.toml"
+    return candidate if candidate.is_file() else None
 
 
 def parse_date(text: str, *, what: str = "date") -> date:
@@ -445,3 +402,23 @@ def parse_date(text: str, *, what: str = "date") -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise InputError(f"{what}: expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+__all__ = [
+    "PROJECT_ROOT",
+    "SQL_DIR",
+    "TEMPLATES_DIR",
+    "ApiKey",
+    "ApiSettings",
+    "IngestSettings",
+    "InvoiceSettings",
+    "LakeSettings",
+    "PathsSettings",
+    "PaymentSettings",
+    "ScheduleSettings",
+    "Settings",
+    "WebhookEndpoint",
+    "WebhookSettings",
+    "load_settings",
+    "parse_date",
+]

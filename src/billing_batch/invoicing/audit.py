@@ -30,13 +30,15 @@ from typing import Any, Literal
 from .._core import clock
 from .._core.ids import new_id
 from .._core.jsonutil import loads
-from ..config.settings import MetricDef, Settings
+from ..config.metrics import MetricDef
+from ..config.price_book import load_price_book
+from ..config.settings import Settings
 from ..rating import fee_days, minimum_days
-from ..rating.prices import PriceBook, load_price_book
+from ..rating.plans import PriceBook
 from ..storage import state
 from ..storage.lake import Lake
 from ..subscriptions.service import load_subscriptions
-from ..usage.queries import ensure_fresh
+from ..usage.rollup import ensure_fresh
 from .planner import waiting
 from .positions import PeriodPosition, Positions, load_positions
 

@@ -11,14 +11,16 @@ from typing import Any
 import duckdb
 
 from .._core.errors import BillingError
+from ..config.price_book import load_price_book
 from ..config.settings import Settings
 from ..periods import Period
 from ..rating import Billed, SegmentState, rate_period
-from ..rating.prices import PriceBook, load_price_book
+from ..rating.plans import PriceBook
 from ..storage import state
 from ..storage.lake import Lake
 from ..subscriptions.service import load_subscriptions
-from ..usage.queries import daily_quantities, ensure_fresh
+from ..usage.queries import daily_quantities
+from ..usage.rollup import ensure_fresh
 from .model import Invoice
 from .positions import load_positions
 from .service import get_invoice

@@ -22,7 +22,7 @@ from .._core import clock
 from .._core.errors import BillingError, StateError
 from .._core.ids import new_id
 from ..config.settings import Settings
-from ..rating.prices import PriceBook
+from ..rating.plans import PriceBook
 from ..webhooks.outbox import record_event
 from . import ledger, store
 from .model import STATUS_EVENTS, TRANSITIONS, Invoice, Rated, with_document

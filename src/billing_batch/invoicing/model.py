@@ -17,7 +17,7 @@ from typing import Any
 from .._core.money import to_minor
 from ..periods import Period
 from ..rating import LedgerEntry, Line
-from ..rating.prices import Account
+from ..rating.plans import Account
 
 STATUSES = ("draft", "open", "paid", "void", "overdue")
 TRANSITIONS: dict[str, frozenset[str]] = {

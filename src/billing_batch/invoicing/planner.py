@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..periods import Period
-from ..rating.prices import PriceBook
+from ..rating.plans import PriceBook
 from .positions import PeriodPosition
 
 

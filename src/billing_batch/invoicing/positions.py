@@ -26,7 +26,7 @@ from ..periods import (
     plan_spans,
 )
 from ..rating import Billed, SegmentState, segment_differs
-from ..rating.prices import PriceBook
+from ..rating.plans import PriceBook
 from ..storage import state
 from ..storage.lake import Lake, run_sql
 from ..usage.queries import period_quantities

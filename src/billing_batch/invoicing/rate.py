@@ -18,7 +18,7 @@ from .._core.errors import InputError, StateError
 from ..config.settings import Settings
 from ..periods import Period, Subscription, billing_periods
 from ..rating import LedgerEntry, Line, rate_period
-from ..rating.prices import PriceBook, totals
+from ..rating.plans import PriceBook, totals
 from .model import Rated
 from .planner import PlannedInvoice
 from .positions import Positions

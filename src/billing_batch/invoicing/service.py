@@ -31,13 +31,14 @@ import duckdb
 from .._core import clock
 from .._core.errors import BillingError, InputError, StateError
 from .._core.ids import check_workspace_id
+from ..config.price_book import load_price_book
 from ..config.settings import Settings
 from ..periods import Period, Subscription
-from ..rating.prices import PriceBook, load_price_book
+from ..rating.plans import PriceBook
 from ..storage import state
 from ..storage.lake import Lake
 from ..subscriptions.service import load_subscriptions
-from ..usage.queries import ensure_fresh
+from ..usage.rollup import ensure_fresh
 from .lifecycle import issue, transition
 from .model import STATUSES, Invoice
 from .planner import PlannedInvoice, plan_invoices

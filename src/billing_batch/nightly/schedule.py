@@ -6,6 +6,8 @@ nightly flow with a cron schedule (``[schedule] cron``, default ``0 2 * * *``, i
 Prefect UI and its runs are scheduled. It needs a reachable Prefect API
 (``prefect server start`` and ``PREFECT_API_URL=http://127.0.0.1:4200/api``).
 ``concurrency_limit=1`` keeps two scheduled runs from overlapping (the run lock also does).
+``prefect deploy`` with ``prefect.yaml`` takes the same cron and timezone from the
+settings, through the build step :func:`deployment_schedule`.
 Without ``PREFECT_API_URL`` it serves against billing-batch's own supervised temporary
 server (:mod:`billing_batch.prefect_server`), never one Prefect starts and leaves behind.
 """
@@ -16,7 +18,7 @@ import os
 from typing import Any
 
 from .._core.errors import ConfigError
-from ..config.settings import Settings
+from ..config.settings import Settings, load_settings
 
 
 def prefect_defaults(settings: Settings) -> None:
@@ -37,17 +39,23 @@ def prefect_defaults(settings: Settings) -> None:
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
+def _cron(settings: Settings) -> Any:
+    """``[schedule] cron`` in ``[schedule] timezone`` as a Prefect schedule (ConfigError
+    when Prefect refuses either)."""
+    from prefect.schedules import Cron
+
+    try:
+        return Cron(settings.schedule.cron, timezone=settings.schedule.timezone)
+    except Exception as exc:  # prefect raises ValueError/pydantic errors for a bad cron or zone
+        raise ConfigError(f"invalid schedule {settings.schedule}: {exc}") from exc
+
+
 def build_deployment(settings: Settings) -> Any:
     """The nightly flow as a RunnerDeployment with its cron schedule (no API needed)."""
     prefect_defaults(settings)
-    from prefect.schedules import Cron
-
     from .flow import nightly  # after prefect_defaults: Prefect reads them at import
 
-    try:
-        schedule = Cron(settings.schedule.cron, timezone=settings.schedule.timezone)
-    except Exception as exc:  # prefect raises ValueError/pydantic errors for a bad cron or zone
-        raise ConfigError(f"invalid schedule {settings.schedule}: {exc}") from exc
+    schedule = _cron(settings)
     params: dict[str, Any] = {"home": str(settings.home)}
     if settings.config_file:
         params["config"] = str(settings.config_file)
@@ -61,6 +69,16 @@ def build_deployment(settings: Settings) -> Any:
     )
 
 
+def deployment_schedule() -> dict[str, str]:
+    """``prefect.yaml``'s build step: the schedule of the settings of the environment
+    ``prefect deploy`` runs in (``BILLING_HOME``, ``BILLING_CONFIG``,
+    ``BILLING_SCHEDULE_CRON``...), as the step outputs its deployment reads
+    (``{{ schedule.cron }}``, ``{{ schedule.timezone }}``): the cron is written in the
+    settings only."""
+    schedule = _cron(load_settings())
+    return {"cron": str(schedule.cron), "timezone": str(schedule.timezone)}
+
+
 def serve(settings: Settings) -> int:
     """Serve the deployment until interrupted (blocks)."""
     from .prefect_server import ensure_api
@@ -72,3 +90,6 @@ def serve(settings: Settings) -> int:
 
     prefect_serve(deployment)
     return 0
+
+
+__all__ = ["build_deployment", "deployment_schedule", "prefect_defaults", "serve"]

@@ -162,7 +162,7 @@ def ingest_step(settings: Settings) -> StepResult:
 
 def rollup_step(settings: Settings) -> StepResult:
     """Absorb the new ingests into the daily rollup (the days that changed)."""
-    from ..usage.queries import refresh_rollup
+    from ..usage.rollup import refresh_rollup
 
     report = refresh_rollup(settings)
     return StepResult(
@@ -251,7 +251,7 @@ def bill(settings: Settings, run_date: date) -> BillResult:
     new landing files, refresh the rollup, invoice the closed periods, audit."""
     from ..invoicing.audit import audit
     from ..usage.ingest import ingest
-    from ..usage.queries import refresh_rollup
+    from ..usage.rollup import refresh_rollup
 
     ingest(settings)
     refresh_rollup(settings)

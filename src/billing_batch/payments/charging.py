@@ -44,10 +44,11 @@ from .._core.errors import (
     StateError,
     StripeNotConfiguredError,
 )
+from ..config.price_book import load_price_book
 from ..config.settings import Settings
 from ..invoicing import service as invoices
 from ..invoicing.model import Invoice
-from ..rating.prices import PriceBook, load_price_book
+from ..rating.plans import PriceBook
 from ..storage import state
 from .attempts import (
     PAYABLE,

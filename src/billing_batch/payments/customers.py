@@ -11,7 +11,7 @@ from datetime import datetime
 
 from .._core import clock
 from ..config.settings import Settings
-from ..rating.prices import Account
+from ..rating.plans import Account
 from ..storage import state
 from .stripe_gateway import StripeGateway
 

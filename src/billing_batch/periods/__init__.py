@@ -1,8 +1,9 @@
 """PURE: billing periods and the plans in force on each day (no I/O).
 
 Rules: ``docs/billing-rules.md`` sections 1-3. A :class:`Subscription` here is the view
-derived from a workspace's append-only subscription events (``subscriptions.py`` reads
-and writes them); everything in this package is a function of those views and dates.
+derived from a workspace's append-only subscription events (:mod:`billing_batch.
+subscriptions.service` reads and writes them); everything in this package is a function
+of those views and dates.
 """
 
 from __future__ import annotations

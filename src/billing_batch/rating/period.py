@@ -28,10 +28,11 @@ from typing import Any
 
 from .._core import money
 from .._core.errors import PriceBookError, UsageQueryError
-from ..config.settings import MetricDef
+from ..config.metrics import MetricDef
 from ..periods import Period, PlanSpan, period_label
 from .lines import LedgerEntry, Line
-from .prices import Charge, MetricPrice, Plan, PriceBook
+from .plans import Plan, PriceBook
+from .prices import Charge, MetricPrice
 
 ZERO = Decimal(0)
 

@@ -11,8 +11,9 @@ relation through which other SQL could be run.
 It is a sandbox for queries, not for the Python process around it: code in that
 process can open DuckDB (or any file) with the account's own rights.
 
-``analyst_init_sql()`` is the same session as a SQL file for any DuckDB 1.4 session
-(``billing-batch analyst-init``). Such a raw session can still call what DuckDB's
+``analyst_query()`` runs one checked query for ``billing-batch sql`` (rows fetched, a
+limit applied). ``analyst_init_sql()`` is the same session as a SQL file for any DuckDB
+1.4 session (``billing-batch analyst-init``). Such a raw session can still call what DuckDB's
 settings do not govern (the sqlite extension's ``sqlite_scan``, ``sqlite_attach``, and
 ``ATTACH ... (TYPE sqlite)``): see docs/analysts.md.
 """
@@ -20,15 +21,16 @@ settings do not govern (the sqlite extension's ``sqlite_scan``, ``sqlite_attach`
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import duckdb
 
-from .._core.errors import InputError
+from .._core.errors import InputError, LakeError
 from ..config.settings import Settings, load_settings
-from .lake import Lake, analyst_session_sql, check_read_only_sql
+from .lake import Lake, analyst_session_sql, check_read_only_sql, run_query
 
 
 class AnalystResult:
@@ -122,4 +124,63 @@ def analyst_init_sql(settings: Settings) -> str:
     return "\n".join(header + [f"{s};" for s in analyst_session_sql(settings)]) + "\n"
 
 
-__all__ = ["AnalystConnection", "AnalystResult", "analyst_connection", "analyst_init_sql"]
+# --- analyst queries ---------------------------------------------------------------------
+@dataclass
+class QueryResult:
+    """The outcome of one analyst query."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    #: True when ``limit`` cut the result short.
+    truncated: bool = False
+
+
+_USER_ERRORS = (
+    duckdb.ProgrammingError,
+    duckdb.DataError,
+    duckdb.NotSupportedError,
+    duckdb.PermissionException,
+)
+
+
+def analyst_query(
+    con: duckdb.DuckDBPyConnection, sql: str, *, limit: int | None = None
+) -> QueryResult:
+    """Run one read-only query on an analyst connection (``Lake.analyst_connection()``).
+
+    Anything but SELECT/EXPLAIN is refused (InputError); so is a query DuckDB rejects
+    (syntax, unknown table, a file outside the lake). ``limit`` caps the rows fetched.
+    """
+    check_read_only_sql(con, sql)
+    try:
+        cursor = run_query(con, sql)
+        columns = [d[0] for d in (cursor.description or [])]
+        if limit is None:
+            rows = cursor.fetchall()
+            truncated = False
+        else:
+            rows = cursor.fetchmany(limit + 1)
+            truncated = len(rows) > limit
+            rows = rows[:limit]
+            # release the rest of the result and, with it, the read transaction it holds
+            # on the catalog (see usage.rollup._current_snapshot)
+            run_query(con, "SELECT 1").fetchall()
+    except LakeError as exc:
+        if isinstance(exc.__cause__, _USER_ERRORS):
+            raise InputError(f"query failed: {exc}") from exc
+        raise
+    except _USER_ERRORS as exc:  # raised while fetching
+        raise InputError(f"query failed: {exc}") from exc
+    except duckdb.Error as exc:
+        raise LakeError(f"query failed: {exc}") from exc
+    return QueryResult(columns=columns, rows=rows, truncated=truncated)
+
+
+__all__ = [
+    "AnalystConnection",
+    "AnalystResult",
+    "QueryResult",
+    "analyst_connection",
+    "analyst_init_sql",
+    "analyst_query",
+]

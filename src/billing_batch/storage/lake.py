@@ -77,14 +77,21 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+#: A line ``-- include: <name>`` in a SQL file stands for the text of ``sql/<name>.sql``.
+_INCLUDE = re.compile(r"^[ \t]*-- include: ([\w/]+)[ \t]*$", re.MULTILINE)
+
+
 @functools.cache
 def load_sql(name: str) -> str:
-    """The text of ``sql/<name>.sql``."""
+    """The text of ``sql/<name>.sql``, each ``-- include: <other>`` line replaced by the
+    text of ``sql/<other>.sql``: a query that several files share has one home (the
+    gauge's, ``gauge_quantities``, in ``usage_period`` and the ``usage_monthly`` view)."""
     path = SQL_DIR / f"{name}.sql"
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise LakeError(f"missing SQL file {path}") from None
+    return _INCLUDE.sub(lambda m: load_sql(m.group(1)).rstrip("\n"), text)
 
 
 def _required_extensions(catalog_url: str, data_path: str) -> list[str]:
@@ -393,7 +400,7 @@ class Lake:
     def analyst_connection(self) -> duckdb.DuckDBPyConnection:
         """A sandboxed read-only connection for ad-hoc queries (``billing-batch sql``):
         :func:`analyst_session_sql` run on a fresh in-memory DuckDB. Run every query
-        through :func:`check_read_only_sql` (``usage.analyst_query`` does): the settings
+        through :func:`check_read_only_sql` (``analyst.analyst_query`` does): the settings
         alone do not close the extensions' own file access (see ``sqlguard``)."""
         s = self.settings
         catalog_path = s.lake_dir / "catalog.sqlite"
@@ -448,7 +455,7 @@ class Lake:
         }
         out: dict[str, str] = {}
         for path in sorted(view_dir.glob("*.sql")):
-            text = path.read_text(encoding="utf-8")
+            text = load_sql(f"views/{path.stem}")
             digest = hashlib.sha256(text.encode()).hexdigest()[:16]
             if f"[sql:{digest}]" not in current.get(path.stem, ""):
                 out[path.stem] = text

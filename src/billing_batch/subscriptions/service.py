@@ -32,24 +32,16 @@ from .._core import clock
 from .._core.errors import NotFoundError, PriceBookError, SubscriptionError
 from .._core.ids import check_workspace_id, new_id
 from ..config.settings import Settings
-from ..periods import (
-    MAX_ANCHOR_DAY,
-    Period,
-    PlanSpan,
-    Subscription,
-    billing_periods,
-    nominal_period,
-    plan_spans,
-)
+from ..periods import MAX_ANCHOR_DAY, Subscription
 from ..storage import state as store
 
 
 # --- reading ---------------------------------------------------------------------------
 def _rows(con: sqlite3.Connection, workspace_id: str | None) -> list[sqlite3.Row]:
     if workspace_id is None:
-        return con.execute("SELECT * FROM subscription_events ORDER BY seq").fetchall()
-    return con.execute(
-        "SELECT * FROM subscription_events WHERE workspace_id = ? ORDER BY seq", (workspace_id,)
+        return store.query(con, "subscriptions/events").fetchall()
+    return store.query(
+        con, "subscriptions/workspace_events", {"workspace_id": workspace_id}
     ).fetchall()
 
 
@@ -100,7 +92,7 @@ def load_subscriptions(
 # --- writing ---------------------------------------------------------------------------
 def _check_plan(settings: Settings, plan: str, workspace_id: str) -> None:
     """The plan must exist and bill in the workspace's currency."""
-    from ..rating.prices import load_price_book
+    from ..config.price_book import load_price_book
 
     book = load_price_book(settings)
     try:
@@ -133,19 +125,19 @@ def _insert(
     trial_end: date | None,
     now: datetime,
 ) -> None:
-    con.execute(
-        "INSERT INTO subscription_events (subscription_id, workspace_id, type, plan, "
-        "effective_date, anchor_day, trial_end, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            sub_id,
-            workspace_id,
-            type_,
-            plan,
-            effective.isoformat(),
-            anchor_day,
-            trial_end.isoformat() if trial_end else None,
-            clock.ts(now),
-        ),
+    store.query(
+        con,
+        "subscriptions/insert_event",
+        {
+            "subscription_id": sub_id,
+            "workspace_id": workspace_id,
+            "type": type_,
+            "plan": plan,
+            "effective_date": effective.isoformat(),
+            "anchor_day": anchor_day,
+            "trial_end": trial_end.isoformat() if trial_end else None,
+            "recorded_at": clock.ts(now),
+        },
     )
 
 
@@ -178,10 +170,8 @@ def _check_not_billed(
 ) -> None:
     """History is never rewritten under an issued invoice: refuse an effective date on
     or before the last day billed by a finalized live invoice (docs/billing-rules.md §8)."""
-    row = con.execute(
-        "SELECT number, period_end FROM invoices WHERE workspace_id = ? "
-        "AND status IN ('open', 'paid', 'overdue') ORDER BY period_end DESC LIMIT 1",
-        (workspace_id,),
+    row = store.query(
+        con, "subscriptions/last_billed_invoice", {"workspace_id": workspace_id}
     ).fetchone()
     if row is not None and effective <= date.fromisoformat(row["period_end"]):
         raise SubscriptionError(
@@ -319,16 +309,9 @@ def show_subscription(
 
 
 __all__ = [
-    "MAX_ANCHOR_DAY",
-    "Period",
-    "PlanSpan",
-    "Subscription",
-    "billing_periods",
     "cancel_subscription",
     "change_subscription",
     "create_subscription",
     "load_subscriptions",
-    "nominal_period",
-    "plan_spans",
     "show_subscription",
 ]

@@ -1,4 +1,6 @@
-"""Subscription timelines: billing periods, plan spans, refusals (pure and through the store)."""
+"""Billing periods and plan spans of subscription timelines (pure): calendar months
+without a subscription, anchor days, proration inside the nominal period, plan changes,
+cancellations (the final period) and trial days."""
 
 from __future__ import annotations
 
@@ -6,18 +8,7 @@ from datetime import date
 
 import pytest
 
-from billing_batch._core.errors import NotFoundError, SubscriptionError
-from billing_batch.config.settings import Settings
-from billing_batch.subscriptions.service import (
-    Subscription,
-    billing_periods,
-    cancel_subscription,
-    change_subscription,
-    create_subscription,
-    nominal_period,
-    plan_spans,
-    show_subscription,
-)
+from billing_batch.periods import Subscription, billing_periods, nominal_period, plan_spans
 
 D = date
 
@@ -126,40 +117,3 @@ def test_trial_days_carry_no_fee() -> None:
     s = sub(D(2024, 1, 1), trial_end=D(2024, 1, 14))
     assert spans([s], D(2024, 1, 1), D(2024, 1, 31)) == [("2024-01-01", "2024-01-31", "growth", 17)]
     assert s.status(D(2024, 1, 14)) == "trialing" and s.status(D(2024, 1, 15)) == "active"
-
-
-def test_store_history_and_refusals(settings: Settings) -> None:
-    with pytest.raises(NotFoundError):
-        show_subscription(settings, "ws_1")
-    with pytest.raises(SubscriptionError, match="unknown plan"):
-        create_subscription(settings, "ws_1", "no-such-plan", D(2024, 1, 1))
-    with pytest.raises(SubscriptionError, match="anchor day"):
-        create_subscription(settings, "ws_1", "growth", D(2024, 1, 1), anchor_day=31)
-    with pytest.raises(SubscriptionError, match="invalid workspace"):
-        create_subscription(settings, "ws 1", "growth", D(2024, 1, 1))
-    create_subscription(settings, "ws_1", "growth", D(2024, 1, 10), anchor_day=15)
-    with pytest.raises(SubscriptionError, match="already has subscription"):
-        create_subscription(settings, "ws_1", "growth", D(2024, 2, 1))
-    with pytest.raises(SubscriptionError, match="before the subscription starts"):
-        change_subscription(settings, "ws_1", "payg", D(2024, 1, 5))
-    with pytest.raises(SubscriptionError, match="already in force"):
-        change_subscription(settings, "ws_1", "growth", D(2024, 2, 1))
-    with pytest.raises(SubscriptionError, match="unknown plan"):
-        change_subscription(settings, "ws_1", "nope", D(2024, 2, 1))
-    change_subscription(settings, "ws_1", "payg", D(2024, 2, 1))
-    with pytest.raises(SubscriptionError, match="before the last change"):
-        change_subscription(settings, "ws_1", "growth", D(2024, 1, 20))
-    with pytest.raises(SubscriptionError, match="must be after the last change"):
-        cancel_subscription(settings, "ws_1", D(2024, 1, 25))
-    cancel_subscription(settings, "ws_1", D(2024, 3, 1))
-    with pytest.raises(NotFoundError):
-        cancel_subscription(settings, "ws_1", D(2024, 4, 1))
-    with pytest.raises(SubscriptionError, match="overlaps"):
-        create_subscription(settings, "ws_1", "growth", D(2024, 2, 15))
-    shown = show_subscription(settings, "ws_1", on=D(2024, 2, 10))
-    assert shown["current"]["plan"] == "payg" and shown["current"]["status"] == "active"
-    assert shown["current"]["anchorDay"] == 15
-    events = shown["history"][0]["events"]
-    assert [e["type"] for e in events] == ["create", "change", "cancel"]
-    assert show_subscription(settings, "ws_1", on=D(2024, 3, 1))["current"]["status"] == "canceled"
-    create_subscription(settings, "ws_1", "growth", D(2024, 3, 1))  # after the cancellation: fine
