@@ -47,7 +47,8 @@ from typing import Any
 import duckdb
 
 from billing_batch.config.settings import Settings, load_settings
-from billing_batch.storage.lake import Lake, load_sql, sql_literal
+from billing_batch.storage.lake import Lake
+from billing_batch.storage.sqlfiles import load_sql, sql_literal
 from billing_batch.usage.ingest import ingest
 from billing_batch.usage.queries import get_usage
 from billing_batch.usage.rollup import catalogue_params, refresh_rollup

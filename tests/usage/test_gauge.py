@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from billing_batch._core.errors import LakeError
 from billing_batch.config.settings import SQL_DIR, Settings, load_settings
 from billing_batch.storage import lake
-from billing_batch.storage.lake import Lake, load_sql
+from billing_batch.storage.lake import Lake
+from billing_batch.storage.sqlfiles import load_sql
 from billing_batch.usage.queries import period_quantities
 from billing_batch.usage.rollup import refresh_rollup
 from tests.usage.support import GAUGE_EVENTS, D, ev, load, q, with_extra_metrics

@@ -28,7 +28,8 @@ from ..periods import (
 from ..rating import Billed, SegmentState, segment_differs
 from ..rating.plans import PriceBook
 from ..storage import state
-from ..storage.lake import Lake, run_sql
+from ..storage.lake import Lake
+from ..storage.sqlfiles import run_sql
 from ..usage.queries import period_quantities
 from . import ledger
 from .ledger import SegmentKey

@@ -3,7 +3,7 @@
 ``billing_batch.analyst_connection()`` opens, in Python, the same sandbox as
 ``billing-batch sql``: the lake attached read-only (``lake.analyst_session_sql``: file
 access limited to the lake's data, no external access, configuration locked) and every
-query checked by ``lake.check_read_only_sql`` (a SELECT that reads the lake: no
+query checked by ``sqlguard.check_read_only_sql`` (a SELECT that reads the lake: no
 ``sqlite_scan``, ``read_csv``, ``COPY``, ``ATTACH``, ``SET``...). Results come back
 whole (``.pl()``, ``.df()``, ``.arrow()``, ``.fetchall()``), never as a live DuckDB
 relation through which other SQL could be run.
@@ -30,7 +30,9 @@ import duckdb
 
 from .._core.errors import InputError, LakeError
 from ..config.settings import Settings, load_settings
-from .lake import Lake, analyst_session_sql, check_read_only_sql, run_query
+from .lake import Lake, analyst_session_sql
+from .sqlfiles import run_query
+from .sqlguard import check_read_only_sql
 
 
 class AnalystResult:

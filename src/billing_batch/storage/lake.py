@@ -18,7 +18,6 @@ DuckDB errors are mapped into :class:`~billing_batch._core.errors.LakeError` her
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import json
@@ -26,18 +25,17 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from .._core.errors import InputError, LakeError
+from .._core.errors import LakeError
 from ..config.settings import SQL_DIR, Settings
 from .locking import file_lock
+from .sqlfiles import leading_comment, load_sql, sql_literal
 
 #: The alias the job attaches the lake under (analysts may pick their own).
 LAKE = "lake"
@@ -71,29 +69,6 @@ def extension_directory() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "extensions")
 
 
-def sql_literal(value: str) -> str:
-    """Quote an operator-configured value (a path) for the few statements that cannot
-    take bound parameters (ATTACH, SET); never used for user input."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-#: A line ``-- include: <name>`` in a SQL file stands for the text of ``sql/<name>.sql``.
-_INCLUDE = re.compile(r"^[ \t]*-- include: ([\w/]+)[ \t]*$", re.MULTILINE)
-
-
-@functools.cache
-def load_sql(name: str) -> str:
-    """The text of ``sql/<name>.sql``, each ``-- include: <other>`` line replaced by the
-    text of ``sql/<other>.sql``: a query that several files share has one home (the
-    gauge's, ``gauge_quantities``, in ``usage_period`` and the ``usage_monthly`` view)."""
-    path = SQL_DIR / f"{name}.sql"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LakeError(f"missing SQL file {path}") from None
-    return _INCLUDE.sub(lambda m: load_sql(m.group(1)).rstrip("\n"), text)
-
-
 def _required_extensions(catalog_url: str, data_path: str) -> list[str]:
     exts = ["ducklake"]
     if catalog_url.startswith("sqlite:"):
@@ -103,27 +78,6 @@ def _required_extensions(catalog_url: str, data_path: str) -> list[str]:
     if re.match(r"^(s3|gcs|gs|r2|https?|az|abfss)://", data_path):
         exts.append("httpfs")
     return exts
-
-
-@dataclass(frozen=True)
-class Expiry:
-    """What :meth:`Lake.expire_snapshots` did (or, ``dry_run``, would do)."""
-
-    #: Snapshot ids expired: time travel to them is no longer possible.
-    expired: list[int]
-    #: Old snapshot ids kept because they were asked to be (e.g. invoices rated at them).
-    kept: list[int]
-    #: Data files deleted because no remaining snapshot reads them.
-    files_deleted: int
-    dry_run: bool
-    #: Files a crashed write left in the data path (no snapshot tracks them), deleted.
-    orphan_files: list[str] = field(default_factory=list)
-    #: Why orphan files were not looked for (e.g. a remote data path), or None.
-    orphans_skipped: str | None = None
-
-
-#: The name DuckLake gives every data and delete file it writes.
-_DUCKLAKE_FILE = re.compile(r"^ducklake-[0-9a-f-]{36}(-delete)?\.parquet$")
 
 
 class _Instance:
@@ -476,7 +430,6 @@ class Lake:
         extra: Mapping[str, Any] | None = None,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """One DuckLake transaction (one snapshot) with a commit message."""
-        import json
 
         try:
             con.execute("BEGIN TRANSACTION")
@@ -498,119 +451,6 @@ class Lake:
                 raise LakeError(f"lake write failed ({message}): {exc}") from exc
             raise
 
-    # --- housekeeping ----------------------------------------------------------------
-    def expire_snapshots(
-        self,
-        older_than: datetime,
-        *,
-        keep: Collection[int] = (),
-        dry_run: bool = False,
-    ) -> Expiry:
-        """Expire the snapshots committed before ``older_than`` except those in ``keep``
-        and the current one, then delete the data files no remaining snapshot reads. Under
-        the write lock. ``dry_run``: report only.
-
-        Files that no snapshot tracks at all (a crashed write's) are left alone: DuckLake
-        finds those by listing the whole data path, so anything else stored there, or a
-        data path spelled differently from the catalog's, would be deleted too."""
-        keep = set(keep)
-        with self.write_lock():
-            con = self.connect()
-            try:
-                current = self.current_snapshot(con)
-                old = con.execute(
-                    "SELECT snapshot_id FROM ducklake_snapshots(?) "
-                    "WHERE snapshot_time < ? ORDER BY snapshot_id",
-                    [LAKE, older_than],
-                ).fetchall()
-                versions = [int(r[0]) for r in old if r[0] != current and r[0] not in keep]
-                kept = sorted(int(r[0]) for r in old if r[0] in keep)
-                if versions:
-                    con.execute(
-                        "CALL ducklake_expire_snapshots(?, versions => ?, dry_run => ?)",
-                        [LAKE, versions, dry_run],
-                    ).fetchall()
-                # files of the expired snapshots (a dry run has scheduled none: nothing
-                # is listed for them; earlier-scheduled files are)
-                unused = con.execute(
-                    "CALL ducklake_cleanup_old_files(?, cleanup_all => true, dry_run => ?)",
-                    [LAKE, dry_run],
-                ).fetchall()
-            except duckdb.Error as exc:
-                raise LakeError(f"cannot expire lake snapshots: {exc}") from exc
-            finally:
-                con.close()
-        return Expiry(
-            expired=versions,
-            kept=kept,
-            files_deleted=len(unused),
-            dry_run=dry_run,
-        )
-
-    def delete_orphan_files(
-        self, min_age: timedelta, *, dry_run: bool = False, now: datetime | None = None
-    ) -> list[str]:
-        """Delete the files a crashed write left in the lake's data path; return them.
-
-        A write that dies before its commit (``kill -9``, power loss) leaves the Parquet
-        files it had written (complete or truncated) where DuckLake puts them, and no
-        snapshot ever tracks them. Under the lake write lock (no write of ours runs), a
-        file is deleted only when all of these hold: it is under the data path, its name
-        is one DuckLake gives its files (``ducklake-<uuid>[-delete].parquet``: anything
-        else stored there is left alone), no row of the catalog names it (data, delete
-        and scheduled-for-deletion files of every table, every snapshot), and it was last
-        modified more than ``min_age`` ago (older than any write still running, even one
-        that would not take our lock). Files are matched by name: DuckLake's names are
-        unique, so a data path spelled differently from the catalog's changes nothing.
-        Remote data paths (``s3://``...) are not supported: the caller is told why.
-        """
-        data = self.settings.data_path
-        if "://" in data:
-            raise LakeError(f"orphan files are only looked for in a local data path, not {data}")
-        root = Path(data)
-        cutoff = (now or datetime.now().astimezone()).timestamp() - min_age.total_seconds()
-        with self.write_lock():
-            if not root.is_dir():
-                return []
-            con = self.connect()
-            try:
-                tracked = self._tracked_file_names(con)
-            finally:
-                con.close()
-            doomed: list[Path] = []
-            for folder, _dirs, files in os.walk(root):
-                for name in files:
-                    if not _DUCKLAKE_FILE.match(name) or name in tracked:
-                        continue
-                    path = Path(folder) / name
-                    try:
-                        if path.lstat().st_mtime < cutoff and path.is_file():
-                            doomed.append(path)
-                    except FileNotFoundError:
-                        continue
-            if not dry_run:
-                for path in doomed:
-                    path.unlink(missing_ok=True)
-        return sorted(str(p) for p in doomed)
-
-    @staticmethod
-    def _tracked_file_names(con: duckdb.DuckDBPyConnection) -> set[str]:
-        """The file names (not paths) of every file the catalog knows, any snapshot."""
-        meta = f"__ducklake_metadata_{LAKE}"
-        sql = " UNION ALL ".join(
-            f"SELECT path FROM {meta}.{table}"
-            for table in (
-                "ducklake_data_file",
-                "ducklake_delete_file",
-                "ducklake_files_scheduled_for_deletion",
-            )
-        )
-        try:
-            rows = con.execute(sql).fetchall()
-        except duckdb.Error as exc:
-            raise LakeError(f"cannot list the lake's files: {exc}") from exc
-        return {str(r[0]).replace("\\", "/").rsplit("/", 1)[-1] for r in rows}
-
     # --- reading ---------------------------------------------------------------------
     @staticmethod
     def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
@@ -630,39 +470,6 @@ def memory_connection() -> duckdb.DuckDBPyConnection:
     except duckdb.Error as exc:
         raise LakeError(f"cannot start DuckDB: {exc}") from exc
     return con
-
-
-def run_query(
-    con: duckdb.DuckDBPyConnection,
-    sql: str,
-    params: Sequence[Any] | Mapping[str, Any] | None = None,
-) -> duckdb.DuckDBPyConnection:
-    """Execute with bound parameters, mapping DuckDB errors into LakeError."""
-    try:
-        return con.execute(sql, params) if params is not None else con.execute(sql)
-    except duckdb.Error as exc:
-        raise LakeError(str(exc)) from exc
-
-
-_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def run_sql(
-    con: duckdb.DuckDBPyConnection,
-    name: str,
-    params: Mapping[str, Any] | None = None,
-    *,
-    prefix: str = "",
-) -> duckdb.DuckDBPyConnection:
-    """Run ``sql/<name>.sql`` (after ``prefix``, e.g. ``CREATE TEMP TABLE x AS``), binding
-    the named parameters the file uses (``$start``...) from ``params``."""
-    text = prefix + load_sql(name)
-    wanted = set(_PARAM.findall(text))
-    given = dict(params or {})
-    missing = wanted - given.keys()
-    if missing:
-        raise LakeError(f"sql/{name}.sql needs parameters {sorted(missing)}")
-    return run_query(con, text, {k: given[k] for k in wanted} if wanted else None)
 
 
 def analyst_session_sql(settings: Settings, *, alias: str = "billing") -> list[str]:
@@ -693,56 +500,3 @@ def analyst_session_sql(settings: Settings, *, alias: str = "billing") -> list[s
         "SET lock_configuration = true",
     ]
     return statements
-
-
-_ALLOWED_ANALYST_STATEMENTS = {"SELECT", "EXPLAIN"}
-_EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\s+", re.IGNORECASE)
-
-
-def check_read_only_sql(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Refuse anything but a SELECT (or EXPLAIN of one) that reads the lake: no COPY,
-    EXPORT, ATTACH, SET, PRAGMA, ...; no table function that reaches another file or
-    database (``read_csv``, ``sqlite_scan``, ``sqlite_attach``, ``postgres_scan``,
-    ``glob``...) and nothing that runs SQL text unseen (``query()``): see ``sqlguard``.
-    InputError says why."""
-    from .sqlguard import refusal
-
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise InputError(f"invalid SQL: {exc}") from exc
-    if not statements:
-        raise InputError("no SQL statement given")
-    table_functions: set[str] | None = None
-    for st in statements:
-        kind = st.type.name
-        if kind not in _ALLOWED_ANALYST_STATEMENTS:
-            raise InputError(f"only SELECT queries are allowed here, not {kind}")
-        if table_functions is None:
-            table_functions = {
-                r[0]
-                for r in run_query(
-                    con,
-                    "SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
-                    "WHERE function_type IN ('table', 'table_macro')",
-                ).fetchall()
-            }
-        text = _EXPLAIN.sub("", st.query, count=1) if kind == "EXPLAIN" else st.query
-        try:
-            rows = con.execute("SELECT json_serialize_sql(?)", [text]).fetchall()
-            tree = json.loads(rows[0][0])
-        except (duckdb.Error, ValueError, IndexError) as exc:
-            raise InputError(f"this statement cannot be checked: {exc}") from exc
-        reason = refusal(tree, table_functions)
-        if reason:
-            raise InputError(f"refused: {reason}")
-
-
-def leading_comment(text: str) -> str:
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("--"):
-            lines.append(line[2:].strip())
-        elif lines:
-            break
-    return " ".join(x for x in lines if x)

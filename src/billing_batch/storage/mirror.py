@@ -143,7 +143,8 @@ def mirror_to_lake(settings: Settings, *, reason: str = "mirror state") -> int:
     new ones, never a mix. DuckDB reads a private snapshot of the state store
     (:func:`snapshot_copy`), never ``state.sqlite`` itself (see the module docstring).
     """
-    from .lake import Lake, leading_comment, load_sql, sql_literal
+    from .lake import Lake
+    from .sqlfiles import leading_comment, load_sql, sql_literal
 
     lake = Lake(settings)
     key = _key(settings)

@@ -35,7 +35,8 @@ from .._core.errors import InputError, LakeError
 from ..config.settings import Settings
 from ..storage import mirror
 from . import state as store
-from .lake import LAKE, Lake, run_query, run_sql
+from .lake import LAKE, Lake
+from .sqlfiles import run_query, run_sql
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,15 @@ function on :data:`REFUSED_FUNCTIONS` is refused wherever it appears.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Collection, Iterator
 from typing import Any
+
+import duckdb
+
+from .._core.errors import InputError
+from .sqlfiles import run_query
 
 #: Table functions an analyst query may use (all others are refused, file readers
 #: included: the lake's data is read through its tables).
@@ -127,3 +134,44 @@ def _calls(node: Any, *, table: bool = False) -> Iterator[tuple[str, str]]:
 
 
 __all__ = ["REFUSED_FUNCTIONS", "TABLE_FUNCTIONS", "refusal"]
+
+
+_ALLOWED_ANALYST_STATEMENTS = {"SELECT", "EXPLAIN"}
+_EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\s+", re.IGNORECASE)
+
+
+def check_read_only_sql(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse anything but a SELECT (or EXPLAIN of one) that reads the lake: no COPY,
+    EXPORT, ATTACH, SET, PRAGMA, ...; no table function that reaches another file or
+    database (``read_csv``, ``sqlite_scan``, ``sqlite_attach``, ``postgres_scan``,
+    ``glob``...) and nothing that runs SQL text unseen (``query()``): see ``sqlguard``.
+    InputError says why."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise InputError(f"invalid SQL: {exc}") from exc
+    if not statements:
+        raise InputError("no SQL statement given")
+    table_functions: set[str] | None = None
+    for st in statements:
+        kind = st.type.name
+        if kind not in _ALLOWED_ANALYST_STATEMENTS:
+            raise InputError(f"only SELECT queries are allowed here, not {kind}")
+        if table_functions is None:
+            table_functions = {
+                r[0]
+                for r in run_query(
+                    con,
+                    "SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
+                    "WHERE function_type IN ('table', 'table_macro')",
+                ).fetchall()
+            }
+        text = _EXPLAIN.sub("", st.query, count=1) if kind == "EXPLAIN" else st.query
+        try:
+            rows = con.execute("SELECT json_serialize_sql(?)", [text]).fetchall()
+            tree = json.loads(rows[0][0])
+        except (duckdb.Error, ValueError, IndexError) as exc:
+            raise InputError(f"this statement cannot be checked: {exc}") from exc
+        reason = refusal(tree, table_functions)
+        if reason:
+            raise InputError(f"refused: {reason}")

@@ -52,7 +52,8 @@ import pyarrow as pa
 
 from .._core.errors import IngestError, LakeError
 from ..config.settings import Settings
-from ..storage.lake import Lake, run_query, run_sql, sql_literal
+from ..storage.lake import Lake
+from ..storage.sqlfiles import run_query, run_sql, sql_literal
 from .ingest_files import find_inputs, is_under, landing_candidates, quarantine
 from .ingest_read import FileStats
 from .ingest_stage import drop_duplicates, drop_staging, stage, validation_params

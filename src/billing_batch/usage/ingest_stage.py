@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from .._core.errors import IngestError, LakeError
 from ..config.settings import Settings
-from ..storage.lake import load_sql, run_query, run_sql
+from ..storage.sqlfiles import load_sql, run_query, run_sql
 from .ingest_read import FileStats, Scan, is_gzip, prefetch, read_lines, reread_lines, scan_file
 
 #: Staged lines of one ingest that took the rule chain: accepted ones typed (``reason``

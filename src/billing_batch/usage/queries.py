@@ -50,7 +50,8 @@ import duckdb
 from .._core.errors import InputError, UsageQueryError
 from .._core.ids import check_workspace_id
 from ..config.settings import Settings, parse_date
-from ..storage.lake import Lake, run_sql
+from ..storage.lake import Lake
+from ..storage.sqlfiles import run_sql
 from .rollup import ensure_fresh
 
 #: Decimal places of a gauge's period quantity (GB-months), rounded half-up.

@@ -219,10 +219,10 @@ def _chunk(lines: Sequence[bytes]) -> Any:
 def validate_lines(settings: Settings, lines: Sequence[bytes]) -> list[tuple[str | None, Any]]:
     """Run ingest's validation over ``lines`` (JSON texts without newlines): per line,
     (reason or None, workspace id when valid). The query and its parameters are ingest's
-    own (``ingest.validation_params``), bound by ``lake.run_sql`` like every query file."""
+    own (``ingest.validation_params``), bound by ``sqlfiles.run_sql`` like every query file."""
     import duckdb
 
-    from ..storage.lake import run_sql
+    from ..storage.sqlfiles import run_sql
     from .ingest import validation_params
 
     con = _cursor()

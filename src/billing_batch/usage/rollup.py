@@ -29,7 +29,8 @@ from .._core import clock
 from .._core.errors import ConfigError, LakeError, LockedError, StaleUsageError
 from ..config.metrics import MetricDef
 from ..config.settings import Settings
-from ..storage.lake import LAKE, Lake, load_sql, run_query, run_sql
+from ..storage.lake import LAKE, Lake
+from ..storage.sqlfiles import load_sql, run_query, run_sql
 
 #: Lake tables this module needs besides ``lake.TABLES`` (created on first use when the
 #: lake does not create them itself).

@@ -80,16 +80,39 @@ def generate(
     bad_lines: int = 10,
     gzip_every: int = 3,
 ) -> SampleReport:
-    """Write a sample month of usage logs into ``out_dir``; return what was written."""
+    """Write a sample month of usage logs into ``out_dir``; return what was written.
+
+    One seeded generator drives every draw, in a fixed order (storage readings, usage
+    events, line details, retries, bad lines), so a seed always writes the same files."""
     first, ndays = _month_bounds(month)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    df = _events(rng, first, ndays, workspaces, events)
+    df = _with_lines(rng, df, seed, idless_rate)
+    retries = _retries(rng, df, retry_rate)
+    lines = pl.concat([df.select("day", "secs", "line"), retries.select("day", "secs", "line")])
+    written, total_lines, n_bad = _write_days(
+        rng, out, first, ndays, lines.sort("secs"), bad_lines, gzip_every
+    )
+    return SampleReport(
+        files=written,
+        events=df.height,
+        lines=total_lines,
+        duplicate_lines=retries.height,
+        bad_lines=n_bad,
+        workspaces=workspaces,
+    )
+
+
+def _events(
+    rng: np.random.Generator, first: date, ndays: int, workspaces: int, events: int
+) -> pl.DataFrame:
+    """Storage readings (one per workspace and day) and Zipf-weighted usage events."""
     ws_ids = np.array([f"ws_{i:04d}" for i in range(1, workspaces + 1)])
     weights = 1.0 / np.arange(1, workspaces + 1) ** 1.1
     weights /= weights.sum()
 
-    # storage readings: one per workspace per day (a second one on some days)
     n_storage = workspaces * ndays
     st_ws = np.repeat(np.arange(workspaces), ndays)
     st_day = np.tile(np.arange(ndays), workspaces)
@@ -110,7 +133,7 @@ def generate(
 
     metric_names = np.array(["api_calls", "contracts", "kyc_checks", "storage"])
     epoch0 = int(np.datetime64(first.isoformat(), "s").astype(np.int64))
-    df = pl.DataFrame(
+    return pl.DataFrame(
         {
             "ws": np.concatenate([ws_ids[u_ws], ws_ids[st_ws]]),
             "metric": np.concatenate([metric_names[u_metric], np.full(n_storage, "storage")]),
@@ -118,6 +141,12 @@ def generate(
             "secs": np.concatenate([u_secs, st_secs]) + epoch0,
         }
     )
+
+
+def _with_lines(
+    rng: np.random.Generator, df: pl.DataFrame, seed: int, idless_rate: float
+) -> pl.DataFrame:
+    """Each event's id (none for a few), UTC offset, day and JSON line."""
     n = df.height
     df = df.with_columns(
         pl.Series("seq", np.arange(n)),
@@ -131,14 +160,17 @@ def generate(
         .otherwise(pl.format("evt_{}_{}", pl.lit(seed), pl.col("seq")))
         .alias("id")
     )
-    df = df.with_columns(_line_expr().alias("line"))
+    return df.with_columns(_line_expr().alias("line"))
 
-    # retries: the same id sent again later the same day (a few with another quantity)
+
+def _retries(rng: np.random.Generator, df: pl.DataFrame, retry_rate: float) -> pl.DataFrame:
+    """Retries: the same id sent again a second later (a tenth with another quantity)."""
     n_retry = int(df.height * retry_rate)
-    retry_idx = rng.choice(df.filter(~pl.col("idless")).height, n_retry, replace=False)
-    retries = df.filter(~pl.col("idless"))[np.sort(retry_idx)]
+    with_id = df.filter(~pl.col("idless"))
+    retry_idx = rng.choice(with_id.height, n_retry, replace=False)
+    retries = with_id[np.sort(retry_idx)]
     conflict = rng.random(n_retry) < 0.1
-    retries = retries.with_columns(
+    return retries.with_columns(
         pl.when(pl.Series(conflict) & (pl.col("metric") != "storage"))
         .then((pl.col("qty").cast(pl.Int64) + 1).cast(pl.String))
         .otherwise(pl.col("qty"))
@@ -146,9 +178,18 @@ def generate(
         (pl.col("secs") + 1).alias("secs"),
     ).with_columns(_line_expr().alias("line"))
 
-    lines = pl.concat([df.select("day", "secs", "line"), retries.select("day", "secs", "line")])
-    lines = lines.sort("secs")
 
+def _write_days(
+    rng: np.random.Generator,
+    out: Path,
+    first: date,
+    ndays: int,
+    lines: pl.DataFrame,
+    bad_lines: int,
+    gzip_every: int,
+) -> tuple[list[str], int, int]:
+    """One file per day (every ``gzip_every``-th gzipped), bad lines mixed in; returns the
+    files, the number of lines and of bad lines written."""
     written: list[str] = []
     bad_days = rng.choice(ndays, min(bad_lines, len(_BAD_LINES) * ndays), replace=True)
     total_lines = 0
@@ -165,14 +206,7 @@ def generate(
         name = f"usage-{day.isoformat()}.jsonl" + (".gz" if gz else "")
         _write_atomic(out / name, ("\n".join(body) + "\n").encode(), gz)
         written.append(str(out / name))
-    return SampleReport(
-        files=written,
-        events=df.height,
-        lines=total_lines,
-        duplicate_lines=n_retry,
-        bad_lines=int(len(bad_days)),
-        workspaces=workspaces,
-    )
+    return written, total_lines, int(len(bad_days))
 
 
 def _milli_to_text(milli: np.ndarray) -> np.ndarray:

@@ -31,7 +31,8 @@ from .._core.ids import stable_id
 from .._core.jsonutil import dumps
 from ..config.settings import Settings
 from ..storage import state as store
-from ..storage.lake import Lake, run_sql
+from ..storage.lake import Lake
+from ..storage.sqlfiles import run_sql
 
 EVENT_TYPES: tuple[str, ...] = (
     "billing.usage.recorded",
