@@ -24,3 +24,18 @@ def test_the_http_client_imports_nothing_heavy() -> None:
 def test_the_package_imports_lazily() -> None:
     assert _loaded_after("import billing_batch") == []
     assert "duckdb" in _loaded_after("import billing_batch; billing_batch.get_usage")
+
+
+def test_every_lazy_export_resolves() -> None:
+    """Each name the top-level package re-exports is where its table says it is."""
+    import importlib
+
+    import billing_batch
+
+    missing = [
+        f"{name} -> billing_batch.{module}.{attr}"
+        for name, (module, attr) in billing_batch._EXPORTS.items()
+        if not hasattr(importlib.import_module(f"billing_batch.{module}"), attr)
+    ]
+    assert missing == []
+    assert sorted(billing_batch.__all__) == sorted(billing_batch._EXPORTS)
