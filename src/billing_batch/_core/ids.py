@@ -8,7 +8,7 @@ a key (for things that must keep their id when recomputed: webhook events, attem
 ``-`` or ``.`` (:data:`WORKSPACE_ID_RULE`). This is the home of that rule: the CLI, the
 HTTP API (its schema pattern is :data:`WORKSPACE_ID_PATTERN`) and the library's
 services call it. ``sql/ingest_validate.sql`` states the same rule in SQL (it checks
-each line's JSON text inside DuckDB); ``tests/test_integrator_ids.py`` runs both on a
+each line's JSON text inside DuckDB); ``tests/_core/test_ids.py`` runs both on a
 set of adversarial ids and asserts that they agree.
 """
 

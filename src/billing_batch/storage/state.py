@@ -20,7 +20,7 @@ them): a close by one checkpoints and deletes the WAL under the other's open
 transaction, and drops the other's locks, so that another process (the nightly run) can
 write beside a transaction still open here. That is how the API's background mirror,
 attaching this file while request threads wrote it, produced "database disk image is
-malformed" (``tests/test_integrator_sqlite.py``). A connection is used by the thread
+malformed" (``tests/storage/test_state_sqlite.py``). A connection is used by the thread
 that opened it (``check_same_thread`` on; :func:`opened` per unit of work).
 """
 

@@ -1,7 +1,7 @@
 """Staging one ingest's lines: every non-blank line typed and accepted, or rejected with
 its reason, in temporary DuckDB tables (spilled to disk under the memory limit).
 
-Two ways in, one answer (tests/test_ingest_fast.py proves it on adversarial input):
+Two ways in, one answer (tests/usage/test_ingest_fast.py proves it on adversarial input):
 
 * **The fast path** (:func:`_stage_fast`, ``sql/ingest_fast.sql``): DuckDB's own JSON
   reader reads the file with its columns given, into a table whose row k is line k + 1,

@@ -1,7 +1,7 @@
 """A reference model of docs/billing-rules.md (the rules of money over time).
 
 Written from the specification alone, in plain Python with ``Decimal``: it imports nothing
-from the project, so the property test in ``tests/test_timeline.py`` checks the project's
+from the project, so the property test in ``tests/timeline/test_property.py`` checks the project's
 rating, periods and invoicing against an independent reading of the rules, never against
 themselves.
 

@@ -21,7 +21,7 @@ from billing_batch.usage.recording import (
     split_events,
 )
 from tests.conftest import event, write_log
-from tests.test_ingest import REJECTS
+from tests.usage.test_ingest import REJECTS
 
 NOW = datetime(2024, 1, 20, 12, 0, tzinfo=UTC)
 

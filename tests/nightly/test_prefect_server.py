@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unattended_support import (
+from tests.nightly.support import (
     BB,
     have_proc,
     marked_processes,

@@ -332,7 +332,7 @@ def test_prefect_yaml_takes_its_cron_from_the_settings(
     import yaml
     from prefect.utilities.templating import apply_values
 
-    project = yaml.safe_load((Path(__file__).resolve().parents[1] / "prefect.yaml").read_text())
+    project = yaml.safe_load((Path(__file__).resolve().parents[2] / "prefect.yaml").read_text())
     home = tmp_path / "home"
     home.mkdir()
     (home / "billing.toml").write_text('[schedule]\ncron = "15 4 * * 1"\ntimezone = "Asia/Tokyo"\n')
@@ -346,4 +346,4 @@ def test_prefect_yaml_takes_its_cron_from_the_settings(
     (schedule,) = apply_values(deployment["schedules"], outputs)
     assert schedule["cron"] == "15 4 * * 1"
     assert schedule["timezone"] == "Asia/Tokyo"
-    assert "* * *" not in (Path(__file__).resolve().parents[1] / "prefect.yaml").read_text()
+    assert "* * *" not in (Path(__file__).resolve().parents[2] / "prefect.yaml").read_text()

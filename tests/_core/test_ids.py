@@ -97,7 +97,7 @@ def test_the_api_schema_states_the_same_rule() -> None:
 def test_the_sql_file_states_the_rule() -> None:
     """sql/ingest_validate.sql keeps its own check (inside DuckDB, on the JSON text):
     the same character class and length as ids.WORKSPACE_ID_PATTERN."""
-    text = (Path(__file__).parents[1] / "sql" / "ingest_validate.sql").read_text()
+    text = (Path(__file__).parents[2] / "sql" / "ingest_validate.sql").read_text()
     inner = WORKSPACE_ID_PATTERN.removeprefix("^").removesuffix("$")
     assert f"'^\"{inner}\"$'" in text
 

@@ -30,7 +30,7 @@ from billing_batch.usage.ingest import ingest
 from billing_batch.usage.rollup import refresh_rollup
 from billing_batch.usage.sample import generate
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "analysts.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "analysts.md"
 VENV_BIN = Path(sys.executable).parent
 
 

@@ -22,7 +22,7 @@ import pytest
 from billing_batch.config.settings import load_settings
 from billing_batch.nightly.steps import run_lock
 from billing_batch.storage.locking import file_lock
-from tests.unattended_support import (
+from tests.nightly.support import (
     have_proc,
     marked_processes,
     new_marker,
@@ -35,7 +35,7 @@ from tests.unattended_support import (
 
 pytestmark = pytest.mark.skipif(not have_proc(), reason="the process census needs /proc")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _servers(marker: str) -> list[int]:

@@ -35,7 +35,7 @@ from billing_batch.config.settings import Settings
 from billing_batch.usage.ingest import ingest
 from billing_batch.usage.recording import InvalidUsageError
 from billing_batch.usage.rollup import refresh_rollup
-from tests.test_api import ADMIN, KEY_A, KEY_B, live_server, seed_usage, with_keys
+from tests.api.test_api import ADMIN, KEY_A, KEY_B, live_server, seed_usage, with_keys
 
 
 @pytest.fixture

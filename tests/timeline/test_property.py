@@ -7,7 +7,7 @@ closed periods, duplicate arrivals, subscriptions created / changed / cancelled 
 anchors, trials; refusals predicted by section 8), price-book plan assignments, nightly
 runs on random dates moving forward with gaps (catch-ups), reruns of the same or an
 earlier date, and voids. After every step it checks the system against
-``tests/timeline_model.py``, a reference model written from the specification alone:
+``tests/timeline/model.py``, a reference model written from the specification alone:
 
 1. the audit (as of the last run) finds nothing unexplained, and it lists every
    difference the model knows is not billed yet;
@@ -42,7 +42,7 @@ Readings of the spec where it leaves room (the ASSUMPTION marks in the model):
   "explained" for the audit.
 
 Profiles: the default one is sized for the default suite; ``pytest
---hypothesis-profile=long tests/test_timeline.py`` runs many more and longer timelines.
+--hypothesis-profile=long tests/timeline/test_property.py`` runs many more and longer timelines.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ from hypothesis.stateful import (
 
 from billing_batch import BillingError
 from billing_batch.config.settings import Settings, load_settings
-from tests.timeline_model import (
+from tests.timeline.model import (
     DEFAULT_PLANS,
     ZERO,
     Book,

@@ -32,7 +32,7 @@ from billing_batch.usage.rollup import refresh_rollup
 from billing_batch.usage.sample import generate
 
 BB = str(Path(sys.executable).with_name("billing-batch"))
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "analysts.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "analysts.md"
 SECRET = "TOP-SECRET-41"
 
 
