@@ -1,6 +1,7 @@
 # billing-batch: the two commands of the README.
 #   make demo   set up everything, then close a sample month end to end
-#   make test   set up everything, then lint, type-check and run the tests
+#   make test   set up everything, then lint, type-check and run the tests (not the slow ones)
+#   make test-slow   the long end-to-end runs (marked slow); .ci/run runs both
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ BB := $(VENV)/bin/billing-batch
 DEMO_HOME ?= $(CURDIR)/billing-data
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup system-deps lint typecheck pytest bench clean
+.PHONY: demo test test-slow setup system-deps lint typecheck pytest bench clean
 
 demo: setup
 	@BILLING_HOME=$(DEMO_HOME) bash scripts/demo.sh
@@ -36,7 +37,10 @@ typecheck:
 	$(VENV)/bin/mypy
 
 pytest:
-	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile -m "not slow"
+
+test-slow: setup
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile -m slow
 
 bench: setup
 	$(PY) benchmarks/bench_ingest.py

@@ -108,6 +108,8 @@ ALWAYS: dict[str, Any] = {
         HealthCheck.filter_too_much,
     ],
 }
+#: The default suite's quick pass (a few short timelines) and the ``slow`` run's longer one.
+QUICK_SETTINGS = _profile_settings({"max_examples": 8, "stateful_step_count": 12}, **ALWAYS)
 MACHINE_SETTINGS = _profile_settings({"max_examples": 40, "stateful_step_count": 20}, **ALWAYS)
 BACKFILL_SETTINGS = _profile_settings({"max_examples": 2}, **ALWAYS)
 
@@ -770,6 +772,15 @@ class TimelineMachine(RuleBasedStateMachine):
             check_audit(self.settings, self.model, self.as_of)
 
 
+def test_a_few_random_timelines_bill_every_unit_once(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The default suite's pass: a few short timelines (the ``slow`` test runs more)."""
+    TimelineMachine.root = tmp_path_factory.mktemp("timeline")
+    run_state_machine_as_test(TimelineMachine, settings=QUICK_SETTINGS)
+
+
+@pytest.mark.slow
 def test_random_timelines_bill_every_unit_once(tmp_path_factory: pytest.TempPathFactory) -> None:
     TimelineMachine.root = tmp_path_factory.mktemp("timeline")
     run_state_machine_as_test(TimelineMachine, settings=MACHINE_SETTINGS)
