@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -77,7 +78,28 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """For a writer that makes the file itself (DuckDB's ``COPY ... TO``): yields a
+    temporary path in ``path``'s folder; on a clean exit that file is fsynced, renamed
+    onto ``path`` and the folder fsynced; on an error it is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
 __all__ = [
+    "atomic_output",
     "atomic_write_bytes",
     "atomic_write_files",
     "atomic_write_text",

@@ -53,10 +53,11 @@ import pyarrow as pa
 from .._core.errors import IngestError, LakeError
 from ..config.settings import Settings
 from ..storage.lake import Lake
-from ..storage.sqlfiles import run_query, run_sql, sql_literal
+from ..storage.sqlfiles import run_query, run_sql
 from .ingest_files import find_inputs, is_under, landing_candidates, quarantine
 from .ingest_read import FileStats
 from .ingest_stage import drop_duplicates, drop_staging, stage, validation_params
+from .rejects import publish_rejects, rejects_path, repair_reject_files
 
 #: File name suffixes ingested from folders.
 SUFFIXES: tuple[str, ...] = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
@@ -291,7 +292,27 @@ def _commit(
             reports.append(FileReport(source_file=str(path), sha256=out.sha256))
     if not ok:
         return IngestReport(ingest_id=None, files=reports)
+    per_file = _dedupe(con, ok)
+    clock = _lap(timings, "dedupe", clock)
+    snapshot = _write(lake, con, len(inputs), ok, ingest_id, started_at)
+    clock = _lap(timings, "commit", clock)
+    _fill_reports([r for r in reports if not r.error], ok, per_file)
+    rejects_file = publish_rejects(settings, con, ingest_id)
+    _lap(timings, "publish", clock)
+    return IngestReport(
+        ingest_id=ingest_id,
+        files=reports,
+        snapshot_id=snapshot,
+        rejects_file=rejects_file,
+        timings=timings,
+    )
 
+
+def _dedupe(
+    con: duckdb.DuckDBPyConnection, ok: list[tuple[int, Path, FileStats]]
+) -> dict[int, dict[str, Any]]:
+    """Drop the staged events already in the lake or repeated in this ingest (kept aside as
+    duplicates or conflicts); return each file's counts."""
     con.executemany(
         "INSERT INTO temp.ingest_files VALUES (?, ?, ?, ?, ?)",
         [[seq, str(p), st.sha256, st.size_bytes, st.total_lines] for seq, p, st in ok],
@@ -310,12 +331,23 @@ def _commit(
         "min(ts) AS min_ts, max(ts) AS max_ts FROM temp.staged GROUP BY file_seq, day",
     )
     run_sql(con, "ingest_file_counts", prefix="CREATE OR REPLACE TEMP TABLE ingest_counts AS ")
-    per_file = _file_counts(con)
-    clock = _lap(timings, "dedupe", clock)
+    return _file_counts(con)
+
+
+def _write(
+    lake: Lake,
+    con: duckdb.DuckDBPyConnection,
+    n_inputs: int,
+    ok: list[tuple[int, Path, FileStats]],
+    ingest_id: str,
+    started_at: datetime,
+) -> int:
+    """One lake transaction: events, rejects, duplicates and the manifest; returns its
+    snapshot (LakeError if another writer slipped in)."""
     expected_snapshot = lake.current_snapshot(con) + 1
     extra = {"ingest_id": ingest_id, "files": len(ok)}
-    files_by_seq: list[str | None] = [None] * len(inputs)
-    sha_by_seq: list[str | None] = [None] * len(inputs)
+    files_by_seq: list[str | None] = [None] * n_inputs
+    sha_by_seq: list[str | None] = [None] * n_inputs
     for seq, p, st in ok:
         files_by_seq[seq], sha_by_seq[seq] = str(p), st.sha256
     with lake.transaction(con, f"ingest {ingest_id}", extra):
@@ -330,14 +362,20 @@ def _commit(
             run_sql(con, "ingest_commit_events", {**params, "day_from": day_from, "day_to": day_to})
         for name in ("rejects", "duplicates", "manifest"):
             run_sql(con, f"ingest_commit_{name}", params)
-    clock = _lap(timings, "commit", clock)
     snapshot = lake.current_snapshot(con)
     if snapshot != expected_snapshot:  # another writer slipped in: the lock was bypassed
         raise LakeError(
             f"ingest {ingest_id} committed as snapshot {snapshot}, expected {expected_snapshot}"
         )
+    return snapshot
+
+
+def _fill_reports(
+    ok_reports: list[FileReport],
+    ok: list[tuple[int, Path, FileStats]],
+    per_file: dict[int, dict[str, Any]],
+) -> None:
     by_seq = {seq: (i, st) for i, (seq, _, st) in enumerate(ok)}
-    ok_reports = [r for r in reports if not r.error]
     for seq, counts in per_file.items():
         i, stats = by_seq[seq]
         rep = ok_reports[i]
@@ -350,15 +388,6 @@ def _commit(
         rep.rejected = counts["rejected"]
         rep.days = counts["days"]
         rep.top_reject_reason = counts["top_reason"]
-    rejects_file = _publish_rejects(settings, con, ingest_id)
-    _lap(timings, "publish", clock)
-    return IngestReport(
-        ingest_id=ingest_id,
-        files=reports,
-        snapshot_id=snapshot,
-        rejects_file=rejects_file,
-        timings=timings,
-    )
 
 
 def _lap(timings: dict[str, float], name: str, since: tuple[float, float]) -> tuple[float, float]:
@@ -458,48 +487,6 @@ def _file_counts(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, Any]]:
         }
         for r in rows
     }
-
-
-# --- rejects files ---------------------------------------------------------------------
-def rejects_path(settings: Settings, ingest_id: str) -> Path:
-    return settings.rejects_dir / f"{ingest_id}.jsonl"
-
-
-def _publish_rejects(
-    settings: Settings, con: duckdb.DuckDBPyConnection, ingest_id: str
-) -> str | None:
-    """Write this ingest's rejected lines (from the lake) as JSON lines, atomically."""
-    row = run_query(con, "SELECT count(*) FROM rejects WHERE ingest_id = ?", [ingest_id]).fetchone()
-    if not row or not row[0]:
-        return None
-    target = rejects_path(settings, ingest_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    # COPY cannot bind its target path; the path is ours (rejects dir + generated id).
-    run_query(
-        con,
-        "COPY (SELECT ingest_id, source_file, line_no AS line, reason, raw FROM rejects "
-        f"WHERE ingest_id = $ingest_id ORDER BY source_file, line_no) TO {sql_literal(str(tmp))} "
-        "(FORMAT json)",
-        {"ingest_id": ingest_id},
-    )
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    return str(target)
-
-
-def repair_reject_files(settings: Settings, con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Rewrite the rejects file of any committed ingest whose file is missing (a crash
-    between the commit and the publish)."""
-    ids = [r[0] for r in run_query(con, "SELECT DISTINCT ingest_id FROM rejects").fetchall()]
-    written = []
-    for ingest_id in ids:
-        if not rejects_path(settings, ingest_id).exists():
-            out = _publish_rejects(settings, con, ingest_id)
-            if out:
-                written.append(out)
-    return written
 
 
 __all__ = [

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .._core.errors import IngestError
+from .._core.files import atomic_write_text
 from .._core.jsonutil import dumps
 from ..config.settings import Settings
 
@@ -112,12 +113,7 @@ def quarantine(settings: Settings, path: Path, reason: str, ingest_id: str | Non
         "quarantined_at": now.isoformat(),
         "to_retry": f"move it back into {settings.landing_dir} once fixed",
     }
-    tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(dumps(record, indent=2) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, sidecar)
+    atomic_write_text(sidecar, dumps(record, indent=2) + "\n")
     try:
         shutil.move(str(path), str(target))
     except OSError:

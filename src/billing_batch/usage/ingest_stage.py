@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._core.errors import IngestError, LakeError
-from ..config.settings import Settings
+from ..config.settings import IngestSettings, Settings
 from ..storage.sqlfiles import load_sql, run_query, run_sql
 from .ingest_read import FileStats, Scan, is_gzip, prefetch, read_lines, reread_lines, scan_file
 
@@ -178,6 +178,29 @@ def _stage_fast(
     """Stage ``path`` through DuckDB's reader; None when its lines cannot be numbered
     that way (the caller sends it through the rule chain). IngestError if unreadable."""
     ing = settings.ingest
+    table = _fast_table(seq)
+    ok, result = _read_fast(con, ing, path, table, params)
+    if ok:
+        row = run_query(con, f"SELECT count(*) FROM {table}").fetchone()
+        ok = result.plain and row is not None and int(row[0]) == result.stats.total_lines
+    if ok:
+        ok = _recheck_doubtful(con, ing, seq, path, table, result, params)
+    if not ok:
+        run_query(con, f"DROP TABLE IF EXISTS {table}")
+        return None
+    result.stats.fast = True
+    return result.stats
+
+
+def _read_fast(
+    con: duckdb.DuckDBPyConnection,
+    ing: IngestSettings,
+    path: Path,
+    table: str,
+    params: dict[str, Any],
+) -> tuple[bool, Scan]:
+    """DuckDB's typed read of ``path`` into ``table`` while a thread scans the same file
+    (line offsets, hashes, clean-line marks); (False, scan) when DuckDB refused the file."""
     compression = "gzip" if is_gzip(path) else "uncompressed"  # gzip works, if slower
     scanned: list[Scan | BaseException] = []
 
@@ -189,7 +212,6 @@ def _stage_fast(
 
     reader = threading.Thread(target=scan, name="ingest-scan", daemon=True)
     reader.start()
-    table = _fast_table(seq)
     ok = True
     try:
         con.execute("SET preserve_insertion_order = true")  # rowid k = line k + 1
@@ -213,20 +235,26 @@ def _stage_fast(
     if isinstance(result, BaseException):
         run_query(con, f"DROP TABLE IF EXISTS {table}")
         raise result
-    if ok:
-        row = run_query(con, f"SELECT count(*) FROM {table}").fetchone()
-        ok = result.plain and row is not None and int(row[0]) == result.stats.total_lines
-    if not ok:
-        run_query(con, f"DROP TABLE IF EXISTS {table}")
-        return None
-    # lines the fast path does not vouch for take the rule chain; when they are many (say
-    # every line carries nested properties), the whole file does: cheaper than re-reading
+    return ok, result
+
+
+def _recheck_doubtful(
+    con: duckdb.DuckDBPyConnection,
+    ing: IngestSettings,
+    seq: int,
+    path: Path,
+    table: str,
+    result: Scan,
+    params: dict[str, Any],
+) -> bool:
+    """Send the lines the fast path does not vouch for through the rule chain; False when
+    they are many (say every line carries nested properties): then the whole file goes,
+    cheaper than re-reading."""
     row = run_query(con, f"SELECT count(*) FILTER (WHERE NOT ok) FROM {table}").fetchone()
     unclean = result.unclean_lines()
     rereads = (int(row[0]) if row else 0) + len(unclean)
     if rereads > max(_REREAD_MIN, _REREAD_SHARE * result.stats.total_lines):
-        run_query(con, f"DROP TABLE IF EXISTS {table}")
-        return None
+        return False
     failing = run_query(con, f"SELECT rowid + 1 AS n FROM {table} WHERE NOT ok").fetchnumpy()
     if len(unclean):
         marks = pa.table({"n": pa.array(unclean - 1, type=pa.int64())})
@@ -246,8 +274,7 @@ def _stage_fast(
                 yield lines.add_column(0, "file_seq", seqs)
 
         _validate_into_staging(con, tables(), params)
-    result.stats.fast = True
-    return result.stats
+    return True
 
 
 # --- the rule chain ----------------------------------------------------------------------
