@@ -25,8 +25,7 @@ from billing_batch.cli import main
 from billing_batch.config.settings import Settings
 from billing_batch.subscriptions.service import create_subscription
 from billing_batch.usage.recording import validate_lines
-
-from .conftest import event
+from tests.conftest import event
 
 VALID = ["ws_123", "ws.1-2_3", "WS", "a", "0", "-", ".", "..", "w" * 64, "ws_" + "9" * 61]
 INVALID = [

@@ -18,8 +18,7 @@ import pytest
 
 from billing_batch.cli import main
 from billing_batch.config.settings import load_settings
-
-from .conftest import event, write_log
+from tests.conftest import event, write_log
 
 
 def _run(home: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
