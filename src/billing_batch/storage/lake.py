@@ -38,6 +38,7 @@ import duckdb
 from .._core.errors import InputError, LakeError
 from ..config.settings import SQL_DIR, Settings
 from .locking import file_lock
+from .s3 import create_duckdb_secret, is_remote
 
 #: The alias the job attaches the lake under (analysts may pick their own).
 LAKE = "lake"
@@ -214,6 +215,8 @@ class Lake:
                 con.execute(f"LOAD {ext}")
         except duckdb.Error as exc:
             raise LakeError(f"cannot start DuckDB with the lake extensions: {exc}") from exc
+        if is_remote(s.data_path):  # the data path's endpoint, style and credentials
+            create_duckdb_secret(con, s.s3)
         return con
 
     def connect(
@@ -412,6 +415,8 @@ class Lake:
             raise LakeError(f"cannot start DuckDB: {exc}") from exc
         try:
             for statement in analyst_session_sql(s):
+                if is_remote(s.data_path) and statement.startswith("ATTACH"):
+                    create_duckdb_secret(con, s.s3)  # in memory, never printed
                 con.execute(statement)
         except duckdb.Error as exc:
             con.close()
