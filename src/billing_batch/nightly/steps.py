@@ -260,9 +260,14 @@ def bill(settings: Settings, run_date: date) -> BillResult:
 
 
 def publish_files(settings: Settings, processes: int | None = None) -> StepResult:
-    """Render JSON + PDF for every finalized invoice that has no files yet."""
+    """Render JSON + PDF for every finalized invoice that has no files yet (in this
+    process's pool; ``nightly.fanout`` does the same on a Dask cluster)."""
+    return documents_result(publish_invoice_files(settings, None, processes=processes))
+
+
+def documents_result(report: list[tuple[str, str | None]]) -> StepResult:
+    """The documents step's result from (invoice id, error or None) per invoice."""
     step = StepResult("documents")
-    report = publish_invoice_files(settings, None, processes=processes)
     for invoice_id, error in report:
         if error:
             step.failures.append({"invoice": invoice_id, "error": error})
