@@ -1,7 +1,7 @@
 -- ingest_commit_manifest: one manifest row per file of this ingest, committed in the
 -- same transaction as its events. Grain: (ingest_id, source_file).
 -- Parameters: $ingest_id, $now (started_at), $snapshot_id (the snapshot this commit
--- creates). Inputs: temp `ingest_files`, `ingest_counts` (from ingest_file_counts.sql).
+-- creates), $source_etags (ETag per file_seq, 1-based list; NULL for local files). Inputs: temp `ingest_files`, `ingest_counts` (from ingest_file_counts.sql).
 WITH final AS (
     SELECT
         $ingest_id AS ingest_id,
@@ -19,7 +19,8 @@ WITH final AS (
         c.max_ts,
         $now AS started_at,
         now() AS committed_at,
-        $snapshot_id AS snapshot_id
+        $snapshot_id AS snapshot_id,
+        list_extract($source_etags, f.file_seq + 1) AS source_etag
     FROM temp.ingest_files AS f
     JOIN temp.ingest_counts AS c ON c.file_seq = f.file_seq
 )

@@ -116,6 +116,12 @@ class LakeError(BillingError):
     code = "lake_error"
 
 
+class StorageError(BillingError):
+    """Object storage (or a files area) could not be read or written."""
+
+    code = "storage_error"
+
+
 class LockedError(BillingError):
     code = "locked"
 
@@ -198,6 +204,7 @@ __all__ = [
     "PaymentTransientError",
     "PriceBookError",
     "RenderError",
+    "StorageError",
     "StaleUsageError",
     "StateError",
     "StripeNotConfiguredError",

@@ -140,6 +140,59 @@ class ScheduleSettings(Model):
     ephemeral_startup_timeout_seconds: float = Field(default=600.0, gt=0)
 
 
+class S3Settings(Model):
+    """S3-compatible object storage: for an ``s3://`` ``[lake] data_path`` (DuckDB's
+    secret) and ``[files] url`` (landing, invoices, rejects, quarantine, run summaries).
+    Credentials never live here: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
+    ``AWS_SESSION_TOKEN`` come from the environment only."""
+
+    #: ``host:port`` or ``http(s)://host:port`` of an S3-compatible server; ``""`` = AWS.
+    #: Env fallback: ``DUCKDB_S3_ENDPOINT``, ``AWS_ENDPOINT_URL``.
+    endpoint: str = ""
+    #: Env fallback: ``AWS_REGION``, ``AWS_DEFAULT_REGION``.
+    region: str = "us-east-1"
+    #: ``path`` (``http://host/bucket/key``: SeaweedFS, MinIO, most self-hosted servers) or
+    #: ``vhost`` (``http://bucket.host/key``: AWS). Env fallback: ``DUCKDB_S3_URL_STYLE``.
+    url_style: Literal["vhost", "path"] = "vhost"
+    #: HTTPS to the endpoint; an ``http://`` endpoint turns it off. Env fallback:
+    #: ``DUCKDB_S3_USE_SSL``.
+    use_ssl: bool = True
+
+    @property
+    def scheme_endpoint(self) -> tuple[bool, str]:
+        """(use SSL, ``host:port``) with a scheme given in ``endpoint`` winning."""
+        ep = self.endpoint.strip().rstrip("/")
+        if ep.startswith("http://"):
+            return False, ep.removeprefix("http://")
+        if ep.startswith("https://"):
+            return True, ep.removeprefix("https://")
+        return self.use_ssl, ep
+
+    @staticmethod
+    def credentials() -> tuple[str, str, str]:
+        """(key id, secret, session token) from the environment (``""`` when unset)."""
+        return (
+            os.environ.get("AWS_ACCESS_KEY_ID", ""),
+            os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+            os.environ.get("AWS_SESSION_TOKEN", ""),
+        )
+
+
+class FilesSettings(Model):
+    #: ``""``: the files live on local disk at ``[paths]`` (the default). Or an object
+    #: store URL (``s3://bucket/prefix``): landing, invoices, rejects, quarantine and run
+    #: summaries then live under it, at ``<url>/<[paths] name>`` (``s3://b/p/landing/``).
+    url: str = ""
+
+
+class ScaleSettings(Model):
+    #: A Dask scheduler (``tcp://host:8786``): the nightly renders invoices as Prefect
+    #: tasks mapped over batches on it (``prefect-dask``). ``""``: in this process's pool.
+    dask_address: str = ""
+    #: Invoices per rendering task on Dask (a Prefect task costs ~150 ms there).
+    render_batch_size: int = Field(default=250, ge=1)
+
+
 class ApiKey(Model):
     #: ``sha256:<hex>`` of the key; keys themselves are never stored.
     hash: str
@@ -168,6 +221,9 @@ class Settings(Model):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    files: FilesSettings = Field(default_factory=FilesSettings)
+    scale: ScaleSettings = Field(default_factory=ScaleSettings)
 
     # --- resolved paths -------------------------------------------------------------
     def _path(self, value: str) -> Path:
@@ -294,6 +350,18 @@ _SECTIONS: dict[str, type[Model]] = {
     "webhooks": WebhookSettings,
     "schedule": ScheduleSettings,
     "api": ApiSettings,
+    "s3": S3Settings,
+    "files": FilesSettings,
+    "scale": ScaleSettings,
+}
+
+#: Conventional variables other S3 tools read, used when ``BILLING_S3_<KEY>`` is unset
+#: (the first one set wins): ``DUCKDB_S3_URL_STYLE=path`` is honoured, not ignored.
+_ENV_ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("s3", "endpoint"): ("DUCKDB_S3_ENDPOINT", "AWS_ENDPOINT_URL"),
+    ("s3", "region"): ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    ("s3", "url_style"): ("DUCKDB_S3_URL_STYLE",),
+    ("s3", "use_ssl"): ("DUCKDB_S3_USE_SSL",),
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -320,6 +388,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     for section, model in _SECTIONS.items():
         for name, field in model.model_fields.items():
             key = f"BILLING_{section.upper()}_{name.upper()}"
+            if key not in env:
+                key = next((a for a in _ENV_ALIASES.get((section, name), ()) if a in env), key)
             if key in env:
                 try:
                     value = _coerce_env(env[key], field.annotation)
@@ -410,11 +480,14 @@ __all__ = [
     "TEMPLATES_DIR",
     "ApiKey",
     "ApiSettings",
+    "FilesSettings",
     "IngestSettings",
     "InvoiceSettings",
     "LakeSettings",
     "PathsSettings",
     "PaymentSettings",
+    "S3Settings",
+    "ScaleSettings",
     "ScheduleSettings",
     "Settings",
     "WebhookEndpoint",

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._core.errors import InputError, RenderError, StateError
+from .._core.errors import InputError, RenderError, StateError, StorageError
 from ..config.settings import Settings
 from ..invoicing.model import Invoice, invoice_basename
 from ..invoicing.store import frozen_document
 from ..storage import state
+from ..storage.files import area
 from .pdf import render_pdf
 from .view import display_text
 
@@ -46,6 +47,16 @@ class InvoicePdf:
 def _archived_pdf(settings: Settings, inv: Invoice) -> bytes | None:
     """The PDF written at finalization, found under this home's invoices folder (the
     stored absolute path is a fallback: a moved or copied home keeps working)."""
+    invoices = area(settings, "invoices")
+    if invoices.remote:  # object storage: the home's own key, nothing else
+        try:
+            data = invoices.read_bytes(f"{invoice_basename(inv)}.pdf")
+        except FileNotFoundError:
+            return None
+        except StorageError as exc:
+            log.warning("invoice %s: %s", inv.id, exc)
+            return None
+        return data if data.startswith(b"%PDF-") else None
     candidates = [settings.invoices_dir / f"{invoice_basename(inv)}.pdf"]
     if inv.pdf_path and Path(inv.pdf_path) != candidates[0]:
         candidates.append(Path(inv.pdf_path))

@@ -30,6 +30,7 @@ from .._core import jsonutil
 from .._core.errors import RenderError
 from .._core.files import atomic_write_files
 from ..config.settings import TEMPLATES_DIR
+from ..storage.files import FileArea
 from .fetcher import safe_url_fetcher
 from .view import build_view, display_text
 
@@ -222,10 +223,8 @@ def _check_basename(basename: str) -> None:
         raise RenderError(f"not a usable file name: {basename!r}")
 
 
-def write_invoice_files(doc: Mapping[str, Any], out_dir: Path, basename: str) -> tuple[Path, Path]:
-    """Write ``<basename>.json`` (jsonutil, indent 2) and ``<basename>.pdf`` into
-    ``out_dir``, each atomically. Both are produced in memory first: a failed render
-    leaves no file, new or partial. Returns (json_path, pdf_path)."""
+def _invoice_files(doc: Mapping[str, Any], basename: str) -> tuple[bytes, bytes]:
+    """(JSON, PDF) of the invoice, both produced in memory."""
     _check_basename(basename)
     pdf = render_pdf(doc)
     try:
@@ -234,10 +233,26 @@ def write_invoice_files(doc: Mapping[str, Any], out_dir: Path, basename: str) ->
         raise RenderError(
             f"invoice {display_text(doc.get('id'))}: cannot write JSON: {exc}"
         ) from exc
+    return text.encode("utf-8"), pdf
+
+
+def write_invoice_files(doc: Mapping[str, Any], out_dir: Path, basename: str) -> tuple[Path, Path]:
+    """Write ``<basename>.json`` (jsonutil, indent 2) and ``<basename>.pdf`` into
+    ``out_dir``, each atomically. Both are produced in memory first: a failed render
+    leaves no file, new or partial. Returns (json_path, pdf_path)."""
+    data, pdf = _invoice_files(doc, basename)
     json_path = out_dir / f"{basename}.json"
     pdf_path = out_dir / f"{basename}.pdf"
-    atomic_write_files([(json_path, text.encode("utf-8")), (pdf_path, pdf)])
+    atomic_write_files([(json_path, data), (pdf_path, pdf)])
     return json_path, pdf_path
+
+
+def publish_invoice_files(doc: Mapping[str, Any], area: FileArea, basename: str) -> tuple[str, str]:
+    """:func:`write_invoice_files` into a files area (local disk or object storage:
+    one PUT per object, the JSON first). Returns the two locations."""
+    data, pdf = _invoice_files(doc, basename)
+    json_loc, pdf_loc = area.write_many([(f"{basename}.json", data), (f"{basename}.pdf", pdf)])
+    return json_loc, pdf_loc
 
 
 __all__ = [
@@ -247,6 +262,7 @@ __all__ = [
     "html_to_pdf",
     "pdf_identifier",
     "prepare_engine",
+    "publish_invoice_files",
     "render_html",
     "render_pdf",
     "write_invoice_files",

@@ -22,7 +22,8 @@ from typing import Any
 
 from .._core.children import die_with_parent
 from .._core.errors import RenderError
-from .pdf import prepare_engine, write_invoice_files
+from ..storage.files import FileArea
+from .pdf import prepare_engine, publish_invoice_files, write_invoice_files
 from .view import display_text
 
 
@@ -32,8 +33,9 @@ class RenderResult:
 
     index: int
     invoice_id: str
-    json_path: Path | None
-    pdf_path: Path | None
+    #: A local path, or an ``s3://`` URL when written to object storage.
+    json_path: Path | str | None
+    pdf_path: Path | str | None
     error: str | None
     seconds: float
 
@@ -42,7 +44,8 @@ class RenderResult:
         return self.error is None
 
 
-_Item = tuple[int, Mapping[str, Any], Path, str]
+#: (index, document, where: a local folder or a files area, basename)
+_Item = tuple[int, Mapping[str, Any], "Path | FileArea", str]
 
 #: With ``processes=0``, each worker process gets at least this many invoices (starting one
 #: costs about as much as rendering 15): a handful of invoices render in this process.
@@ -54,7 +57,12 @@ def _render_one(item: _Item) -> RenderResult:
     started = time.perf_counter()
     invoice_id = _invoice_id(doc)
     try:
-        json_path, pdf_path = write_invoice_files(doc, out_dir, basename)
+        json_path: Path | str
+        pdf_path: Path | str
+        if isinstance(out_dir, FileArea):
+            json_path, pdf_path = publish_invoice_files(doc, out_dir, basename)
+        else:
+            json_path, pdf_path = write_invoice_files(doc, out_dir, basename)
     except Exception as exc:
         message = exc.message if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}"
         return RenderResult(index, invoice_id, None, None, message, time.perf_counter() - started)
@@ -142,13 +150,14 @@ def _in_pool(
 
 
 def render_many(
-    items: Sequence[tuple[Mapping[str, Any], Path, str]],
+    items: Sequence[tuple[Mapping[str, Any], Path | FileArea, str]],
     processes: int = 0,
     *,
     start_method: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[RenderResult]:
-    """Render and write many invoices (``(doc, out_dir, basename)`` each) across
+    """Render and write many invoices (``(doc, out_dir, basename)`` each; ``out_dir`` a
+    local folder or a :class:`~billing_batch.storage.files.FileArea`) across
     ``processes`` worker processes (0 = one per core, fewer when there are few invoices;
     1 = in this process). Results come back in the order of ``items``; a failing invoice
     is that item's ``error`` and never stops the others.
@@ -158,7 +167,10 @@ def render_many(
     ``progress(n)`` is called as batches of ``n`` invoices finish."""
     if processes < 0:
         raise ValueError("processes must be ≥ 0")
-    indexed: list[_Item] = [(i, doc, Path(d), b) for i, (doc, d, b) in enumerate(items)]
+    indexed: list[_Item] = [
+        (i, doc, d if isinstance(d, FileArea) else Path(d), b)
+        for i, (doc, d, b) in enumerate(items)
+    ]
     if not indexed:
         return []
     workers = _workers(processes, len(indexed))

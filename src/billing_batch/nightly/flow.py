@@ -105,6 +105,16 @@ def documents_task(settings: Settings) -> StepResult:
     return _run_step(lambda: publish_files(settings))
 
 
+def _documents(settings: Settings, run_settings: Settings) -> StepResult:
+    """JSON + PDF: fanned out in batches on the Dask cluster at ``[scale] dask_address``
+    (the coordinator reads the state and records the files), else this process's pool."""
+    if settings.scale.dask_address:
+        from .fanout import publish_on_dask
+
+        return _run_step(lambda: publish_on_dask(settings))
+    return documents_task(run_settings)
+
+
 @task(name="mirror-state", cache_policy=NO_CACHE)
 def mirror_task(settings: Settings, reason: str) -> StepResult:
     return _run_step(lambda: mirror_step(settings, reason))
@@ -161,7 +171,7 @@ def nightly(
             summary.steps.append(invoices)
             snapshot = invoices.counts.get("lake_snapshot")
             summary.steps.append(_step(audit_task(run_settings, day, snapshot, summary.run_id)))
-            summary.steps.append(_step(documents_task(run_settings)))
+            summary.steps.append(_step(_documents(settings, run_settings)))
             # analysts see the new invoices before the (possibly long) payment steps
             summary.steps.append(
                 _step(mirror_task(run_settings, f"run {summary.run_id}: invoices"))

@@ -28,13 +28,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from .._core import clock
 from .._core.clock import issue_time
 from .._core.errors import BillingError
-from .._core.files import atomic_write_text
 from .._core.ids import new_id
 from .._core.jsonutil import dumps
 from ..config.settings import Settings
@@ -42,6 +40,7 @@ from ..invoicing.model import Invoice
 from ..invoicing.publish import publish_invoice_files
 from ..invoicing.service import invoice_closed_periods
 from ..storage import state as store
+from ..storage.files import area
 from ..storage.locking import file_lock
 
 
@@ -261,9 +260,14 @@ def bill(settings: Settings, run_date: date) -> BillResult:
 
 
 def publish_files(settings: Settings, processes: int | None = None) -> StepResult:
-    """Render JSON + PDF for every finalized invoice that has no files yet."""
+    """Render JSON + PDF for every finalized invoice that has no files yet (in this
+    process's pool; ``nightly.fanout`` does the same on a Dask cluster)."""
+    return documents_result(publish_invoice_files(settings, None, processes=processes))
+
+
+def documents_result(report: list[tuple[str, str | None]]) -> StepResult:
+    """The documents step's result from (invoice id, error or None) per invoice."""
     step = StepResult("documents")
-    report = publish_invoice_files(settings, None, processes=processes)
     for invoice_id, error in report:
         if error:
             step.failures.append({"invoice": invoice_id, "error": error})
@@ -415,30 +419,37 @@ def _failed_task(exc: BaseException) -> str | None:
     return name
 
 
-def summary_path(settings: Settings, run_date: date, run_id: str) -> Path:
-    """Where the summary of run ``run_id`` for ``run_date`` is written."""
-    return settings.runs_dir / f"{run_date}-{run_id}.json"
+def summary_path(settings: Settings, run_date: date, run_id: str) -> str:
+    """Where the summary of run ``run_id`` for ``run_date`` is written (a local path, or
+    an ``s3://`` URL with ``[files] url``)."""
+    return area(settings, "runs").location(_summary_name(run_date, run_id))
+
+
+def _summary_name(run_date: date, run_id: str) -> str:
+    return f"{run_date}-{run_id}.json"
 
 
 def read_summary(settings: Settings, run_date: date, run_id: str) -> dict[str, Any] | None:
     """A written run summary (with ``summaryFile``), or None when there is none."""
     from .._core.jsonutil import loads
 
-    path = summary_path(settings, run_date, run_id)
+    runs = area(settings, "runs")
+    name = _summary_name(run_date, run_id)
     try:
-        out: dict[str, Any] = loads(path.read_text(encoding="utf-8"))
+        out: dict[str, Any] = loads(runs.read_bytes(name).decode("utf-8"))
     except FileNotFoundError:
         return None
-    out["summaryFile"] = str(path)
+    out["summaryFile"] = runs.location(name)
     return out
 
 
-def write_summary(settings: Settings, summary: RunSummary) -> Path:
-    """Record the run in the state store and as JSON under runs/ (temp file + rename)."""
+def write_summary(settings: Settings, summary: RunSummary) -> str:
+    """Record the run in the state store and as JSON under runs/ (local: temp file +
+    rename; object storage: one PUT)."""
     summary.finished_at = summary.finished_at or datetime.now(UTC)
     text = dumps(summary.to_dict(), indent=2)
-    target = atomic_write_text(
-        summary_path(settings, summary.run_date, summary.run_id), text + "\n"
+    target = area(settings, "runs").write_text(
+        _summary_name(summary.run_date, summary.run_id), text + "\n"
     )
     with store.opened(settings) as con, store.transaction(con):
         con.execute(

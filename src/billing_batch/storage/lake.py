@@ -35,6 +35,7 @@ import duckdb
 from .._core.errors import LakeError
 from ..config.settings import SQL_DIR, Settings
 from .locking import file_lock
+from .s3 import create_duckdb_secret, is_remote
 from .sqlfiles import leading_comment, load_sql, sql_literal
 
 #: The alias the job attaches the lake under (analysts may pick their own).
@@ -50,6 +51,10 @@ TABLES: tuple[str, ...] = (
     "gauge_monthly",
     "rollup_log",
 )
+
+#: (table, column, type) added after the table's first release: lakes created before get
+#: them at their next open (``ensure_schema``).
+_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("ingest_manifest", "source_etag", "VARCHAR"),)
 
 
 #: DuckLake's refusal of an attach whose DATA_PATH differs from the catalog's.
@@ -168,6 +173,8 @@ class Lake:
                 con.execute(f"LOAD {ext}")
         except duckdb.Error as exc:
             raise LakeError(f"cannot start DuckDB with the lake extensions: {exc}") from exc
+        if is_remote(s.data_path):  # the data path's endpoint, style and credentials
+            create_duckdb_secret(con, s.s3)
         return con
 
     def connect(
@@ -366,6 +373,8 @@ class Lake:
             raise LakeError(f"cannot start DuckDB: {exc}") from exc
         try:
             for statement in analyst_session_sql(s):
+                if is_remote(s.data_path) and statement.startswith("ATTACH"):
+                    create_duckdb_secret(con, s.s3)  # in memory, never printed
                 con.execute(statement)
         except duckdb.Error as exc:
             con.close()
@@ -383,7 +392,8 @@ class Lake:
         }
         missing = [t for t in TABLES if t not in existing]
         views = self._views_to_refresh(con)
-        if not missing and not views:
+        added = self._columns_to_add(con, existing)
+        if not missing and not views and not added:
             return
         with (
             self.write_lock(),
@@ -391,11 +401,27 @@ class Lake:
         ):
             for table in missing:
                 con.execute(load_sql(f"schema/{table}"))
+            for table, column, kind in added:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
             for name, text in views.items():
                 con.execute(text)
                 digest = hashlib.sha256(text.encode()).hexdigest()[:16]
                 doc = leading_comment(text)
                 con.execute(f"COMMENT ON VIEW {name} IS {sql_literal(f'{doc} [sql:{digest}]')}")
+
+    @staticmethod
+    def _columns_to_add(
+        con: duckdb.DuckDBPyConnection, existing: set[str]
+    ) -> list[tuple[str, str, str]]:
+        """Columns added to a table after lakes were created with it (nullable, last)."""
+        have = {
+            (str(r[0]), str(r[1]))
+            for r in con.execute(
+                "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ?",
+                [LAKE],
+            ).fetchall()
+        }
+        return [(t, c, k) for t, c, k in _ADDED_COLUMNS if t in existing and (t, c) not in have]
 
     def _views_to_refresh(self, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         view_dir = SQL_DIR / "views"

@@ -50,11 +50,20 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from .._core.errors import IngestError, LakeError
+from .._core.errors import IngestError, LakeError, StorageError
 from ..config.settings import Settings
+from ..storage.files import area
 from ..storage.lake import Lake
 from ..storage.sqlfiles import run_query, run_sql
-from .ingest_files import find_inputs, is_under, landing_candidates, quarantine
+from .ingest_files import (
+    Claim,
+    find_inputs,
+    is_under,
+    landing_candidates,
+    quarantine,
+    quarantine_remote,
+    remote_landing,
+)
 from .ingest_read import FileStats
 from .ingest_stage import drop_duplicates, drop_staging, stage, validation_params
 from .rejects import publish_rejects, rejects_path, repair_reject_files
@@ -156,7 +165,8 @@ def resolve_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
 
 
 def new_landing_files(settings: Settings, con: duckdb.DuckDBPyConnection) -> list[Path]:
-    """Files in the landing folder not yet ingested (same path and size in the manifest).
+    """Files in the landing folder not yet ingested (same path and size in the manifest;
+    on object storage, the same key, size and ETag: see :func:`_new_landing_files`).
 
     Landing files are expected to be immutable once they appear (producers write to a
     temporary name and rename); a file whose size changed is ingested again, and the
@@ -165,24 +175,31 @@ def new_landing_files(settings: Settings, con: duckdb.DuckDBPyConnection) -> lis
     return _new_landing_files(settings, con)[0]
 
 
+#: A landing object's identity per local copy: (source URL, ETag).
+Sources = dict[Path, tuple[str, str | None]]
+
+
 def _new_landing_files(
     settings: Settings, con: duckdb.DuckDBPyConnection
-) -> tuple[list[Path], list[FileReport]]:
-    candidates, errors = landing_candidates(settings.landing_dir, SUFFIXES)
-    failures = [FileReport(source_file=str(p), error=msg) for p, msg in errors]
-    if not candidates:
-        return [], failures
+) -> tuple[list[Path], list[FileReport], Sources]:
+    """The landing files to ingest (object storage: local copies, with what each one is
+    in ``Sources``), and the files or folders that could not be looked at."""
     seen = {
-        (r[0], int(r[1]))
+        (str(r[0]), int(r[1]), None if r[2] is None else str(r[2]))
         for r in run_query(
-            con, "SELECT DISTINCT source_file, size_bytes FROM ingest_manifest"
+            con, "SELECT DISTINCT source_file, size_bytes, source_etag FROM ingest_manifest"
         ).fetchall()
     }
-    new = []
-    for p, size in candidates:
-        if (str(p), size) not in seen:
-            new.append(p)
-    return new, failures
+    if area(settings, "landing").remote:
+        claims, problems = remote_landing(settings, seen, SUFFIXES)
+        failures = [FileReport(source_file=str(p), error=msg) for p, msg in problems]
+        sources = {c.local: (c.source, c.etag) for c in claims}
+        return [c.local for c in claims], failures, sources
+    candidates, errors = landing_candidates(settings.landing_dir, SUFFIXES)
+    failures = [FileReport(source_file=str(p), error=msg) for p, msg in errors]
+    seen_local = {(name, size) for name, size, _ in seen}
+    new = [p for p, size in candidates if (str(p), size) not in seen_local]
+    return new, failures, {}
 
 
 # --- the ingest --------------------------------------------------------------------------
@@ -216,6 +233,7 @@ def ingest(
     lake = lake or Lake(settings)
     failures: list[FileReport] = []
     inputs: list[Path] | None = None
+    sources: Sources = {}
     if paths:
         inputs, errors = find_inputs(paths, SUFFIXES)
         failures = [FileReport(source_file=str(p), error=msg) for p, msg in errors]
@@ -224,19 +242,35 @@ def ingest(
         try:
             repair_reject_files(settings, con)
             if inputs is None:
-                inputs, failures = _new_landing_files(settings, con)
-            report = _ingest_files(settings, lake, con, inputs, fast=fast)
+                inputs, failures, sources = _new_landing_files(settings, con)
+            try:
+                report = _ingest_files(settings, lake, con, inputs, fast=fast, sources=sources)
+                for f in report.failed:  # claimed by this ingest: moved while it holds the lock
+                    _quarantine(settings, f, report.ingest_id, sources)
+            finally:
+                for local in sources:  # the local copies of landing objects
+                    local.unlink(missing_ok=True)
         finally:
             con.close()
     report.files = failures + report.files
-    for f in report.failed:
-        _quarantine(settings, f, report.ingest_id)
     return report
 
 
-def _quarantine(settings: Settings, f: FileReport, ingest_id: str | None) -> None:
+def _quarantine(settings: Settings, f: FileReport, ingest_id: str | None, sources: Sources) -> None:
     """Move a landing file that could not be read to the quarantine (not a file given
     from elsewhere, not a folder), so the next run does not trip on it again."""
+    claims = {source: (local, etag) for local, (source, etag) in sources.items()}
+    if f.source_file in claims:  # a landing object
+        local, etag = claims[f.source_file]
+        name = f.source_file.removeprefix(area(settings, "landing").root.rstrip("/") + "/")
+        claim = Claim(f.source_file, name, local.stat().st_size, etag, local)
+        try:
+            f.quarantined_to = quarantine_remote(settings, claim, f.error or "", ingest_id)
+        except (OSError, StorageError) as exc:
+            f.error = f"{f.error} (could not be moved to the quarantine: {exc})"
+        else:
+            f.error = f"{f.error} (moved to {f.quarantined_to})"
+        return
     path = Path(f.source_file)
     if not is_under(path, settings.landing_dir) or path.is_dir() or not os.path.lexists(path):
         return
@@ -255,6 +289,7 @@ def _ingest_files(
     inputs: list[Path],
     *,
     fast: bool,
+    sources: Sources,
 ) -> IngestReport:
     if not inputs:
         return IngestReport(ingest_id=None, files=[])
@@ -265,7 +300,8 @@ def _ingest_files(
     try:
         outcomes = stage(con, settings, inputs, fast=fast)
         clock = _lap(timings, "stage", clock)
-        return _commit(settings, lake, con, inputs, outcomes, ingest_id, started_at, timings)
+        names = [sources.get(p, (str(p), None)) for p in inputs]
+        return _commit(settings, lake, con, inputs, names, outcomes, ingest_id, started_at, timings)
     finally:
         drop_staging(con)
 
@@ -275,26 +311,30 @@ def _commit(
     lake: Lake,
     con: duckdb.DuckDBPyConnection,
     inputs: list[Path],
+    names: list[tuple[str, str | None]],
     outcomes: dict[int, FileStats | IngestError],
     ingest_id: str,
     started_at: datetime,
     timings: dict[str, float],
 ) -> IngestReport:
+    """``names``: each input's source name (its path, or its object-store key) and ETag."""
     clock = (time.perf_counter(), time.process_time())
     reports: list[FileReport] = []
     ok: list[tuple[int, Path, FileStats]] = []
     for seq, path in enumerate(inputs):
         out = outcomes[seq]
+        source = names[seq][0]
         if isinstance(out, IngestError):
-            reports.append(FileReport(source_file=str(path), error=str(out)))
+            error = str(out).replace(str(path), source) if source != str(path) else str(out)
+            reports.append(FileReport(source_file=source, error=error))
         else:
             ok.append((seq, path, out))
-            reports.append(FileReport(source_file=str(path), sha256=out.sha256))
+            reports.append(FileReport(source_file=source, sha256=out.sha256))
     if not ok:
         return IngestReport(ingest_id=None, files=reports)
-    per_file = _dedupe(con, ok)
+    per_file = _dedupe(con, names, ok)
     clock = _lap(timings, "dedupe", clock)
-    snapshot = _write(lake, con, len(inputs), ok, ingest_id, started_at)
+    snapshot = _write(lake, con, names, ok, ingest_id, started_at)
     clock = _lap(timings, "commit", clock)
     _fill_reports([r for r in reports if not r.error], ok, per_file)
     rejects_file = publish_rejects(settings, con, ingest_id)
@@ -309,13 +349,15 @@ def _commit(
 
 
 def _dedupe(
-    con: duckdb.DuckDBPyConnection, ok: list[tuple[int, Path, FileStats]]
+    con: duckdb.DuckDBPyConnection,
+    names: list[tuple[str, str | None]],
+    ok: list[tuple[int, Path, FileStats]],
 ) -> dict[int, dict[str, Any]]:
     """Drop the staged events already in the lake or repeated in this ingest (kept aside as
     duplicates or conflicts); return each file's counts."""
     con.executemany(
         "INSERT INTO temp.ingest_files VALUES (?, ?, ?, ?, ?)",
-        [[seq, str(p), st.sha256, st.size_bytes, st.total_lines] for seq, p, st in ok],
+        [[seq, names[seq][0], st.sha256, st.size_bytes, st.total_lines] for seq, _, st in ok],
     )
     id_range = _find_repeated_hashes(con)
     run_sql(
@@ -337,7 +379,7 @@ def _dedupe(
 def _write(
     lake: Lake,
     con: duckdb.DuckDBPyConnection,
-    n_inputs: int,
+    names: list[tuple[str, str | None]],
     ok: list[tuple[int, Path, FileStats]],
     ingest_id: str,
     started_at: datetime,
@@ -346,10 +388,10 @@ def _write(
     snapshot (LakeError if another writer slipped in)."""
     expected_snapshot = lake.current_snapshot(con) + 1
     extra = {"ingest_id": ingest_id, "files": len(ok)}
-    files_by_seq: list[str | None] = [None] * n_inputs
-    sha_by_seq: list[str | None] = [None] * n_inputs
-    for seq, p, st in ok:
-        files_by_seq[seq], sha_by_seq[seq] = str(p), st.sha256
+    files_by_seq: list[str | None] = [None] * len(names)
+    sha_by_seq: list[str | None] = [None] * len(names)
+    for seq, _, st in ok:
+        files_by_seq[seq], sha_by_seq[seq] = names[seq][0], st.sha256
     with lake.transaction(con, f"ingest {ingest_id}", extra):
         params = {
             "ingest_id": ingest_id,
@@ -357,6 +399,7 @@ def _write(
             "snapshot_id": expected_snapshot,
             "source_files": files_by_seq,
             "source_sha256s": sha_by_seq,
+            "source_etags": [etag for _, etag in names],
         }
         for day_from, day_to in _day_groups(con):
             run_sql(con, "ingest_commit_events", {**params, "day_from": day_from, "day_to": day_to})

@@ -10,17 +10,20 @@ operator who fixes it moves it back into the landing folder to have it ingested.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .._core.errors import IngestError
+from .._core.errors import IngestError, StorageError
 from .._core.files import atomic_write_text
 from .._core.jsonutil import dumps
 from ..config.settings import Settings
+from ..storage.files import FileArea, area
 
 #: (path, why) of a file or folder that could not be looked at.
 Problem = tuple[Path, str]
@@ -122,4 +125,81 @@ def quarantine(settings: Settings, path: Path, reason: str, ingest_id: str | Non
     return target
 
 
-__all__ = ["find_inputs", "is_under", "landing_candidates", "quarantine"]
+# --- landing on object storage -------------------------------------------------------
+@dataclass(frozen=True)
+class Claim:
+    """A landing object to ingest, by its identity (key, size, ETag), and the local copy
+    the ingest reads."""
+
+    source: str  # s3://bucket/key: recorded as the manifest's source_file
+    name: str  # relative to the landing area
+    size: int
+    etag: str | None
+    local: Path
+
+
+#: (source, size, etag) of every file the manifest records.
+Seen = set[tuple[str, int, str | None]]
+
+
+def remote_landing(
+    settings: Settings, seen: Seen, suffixes: tuple[str, ...]
+) -> tuple[list[Claim], list[Problem]]:
+    """The landing objects not yet ingested (no manifest row with the same key, size and
+    ETag: a file seen by two machines is claimed once, an object replaced under the same
+    key is a new file), each downloaded to ``tmp/landing/`` for the ingest to read, and
+    the objects that could not be listed or fetched (never skipped silently)."""
+    landing = area(settings, "landing")
+    try:
+        entries = landing.list(suffixes)
+    except StorageError as exc:
+        return [], [(Path(landing.root), f"{landing.root}: cannot be listed: {exc}")]
+    claims: list[Claim] = []
+    problems: list[Problem] = []
+    for e in entries:
+        if (e.location, e.size, e.etag) in seen:
+            continue
+        digest = hashlib.sha256(f"{e.location}\0{e.etag}".encode()).hexdigest()[:16]
+        local = settings.tmp_dir / "landing" / digest / e.name.rsplit("/", 1)[-1]
+        try:
+            landing.download(e.name, local)
+        except (OSError, StorageError) as exc:
+            problems.append((Path(e.name), f"{e.location}: cannot be fetched: {exc}"))
+            continue
+        claims.append(Claim(e.location, e.name, e.size, e.etag, local))
+    return claims, problems
+
+
+def quarantine_remote(settings: Settings, claim: Claim, reason: str, ingest_id: str | None) -> str:
+    """Move a landing object that could not be read to the quarantine area (copy, then
+    delete) with its ``.reason.json``; return where it went."""
+    landing: FileArea = area(settings, "landing")
+    target = area(settings, "quarantine")
+    now = datetime.now(UTC)
+    name = claim.name
+    if target.exists(name):
+        name = f"{name}.{now:%Y%m%dT%H%M%S%f}"
+    record = {
+        "file": claim.source,
+        "etag": claim.etag,
+        "quarantined_to": target.location(name),
+        "reason": reason,
+        "ingest_id": ingest_id,
+        "quarantined_at": now.isoformat(),
+        "to_retry": f"move it back into {landing.root} once fixed",
+    }
+    target.write_text(f"{name}.reason.json", dumps(record, indent=2) + "\n")
+    out = target.put_file(claim.local, name)
+    landing.delete(claim.name)
+    return out
+
+
+__all__ = [
+    "Claim",
+    "find_inputs",
+    "is_under",
+    "landing_candidates",
+    "quarantine",
+    "quarantine_remote",
+    "remote_landing",
+]

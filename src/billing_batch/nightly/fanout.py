@@ -1,0 +1,126 @@
+"""The nightly's pure work fanned out on a Dask cluster (``[scale] dask_address``).
+
+Rendering the invoices' JSON and PDF (~87% of a month close) writes nothing shared but
+the files themselves, so it runs as Prefect tasks on Prefect's ``DaskTaskRunner``
+(``prefect-dask``), one task per *batch* of invoices: a Prefect task costs ~150 ms on
+Dask, so one task per invoice would cost more than the PDF. Around it, the coordinating
+flow run does every shared write:
+
+1. reads what to render from the state (``invoicing.publish.pending_documents``);
+2. submits one task per batch; each worker gets the run's settings (plain data) and its
+   batch's frozen documents, renders them in its own process and PUTs the files into the
+   invoices area (object storage, or a folder every worker can reach);
+3. records the files in one short state transaction (``record_files``).
+
+A batch whose task fails (a worker lost, an error outside any one invoice) fails its
+invoices only; they have no files recorded and the next run renders them again. Without
+``dask_address`` the flow takes the single-process path (``steps.publish_files``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from .._core.jsonutil import dumps, loads
+from ..config.settings import Settings
+from ..invoicing.publish import (
+    Pending,
+    Published,
+    pending_documents,
+    record_files,
+    render_documents,
+)
+from .steps import StepResult, documents_result
+
+#: At least this many batches when there are enough invoices: a slow batch (or a slow
+#: worker) does not hold the whole step up.
+MIN_BATCHES = 8
+
+
+def batches(todo: Sequence[Pending], max_size: int) -> list[list[Pending]]:
+    """``todo`` in order, cut into batches of at most ``max_size`` (and at least
+    :data:`MIN_BATCHES` batches when there are that many invoices)."""
+    if not todo:
+        return []
+    size = max(1, min(max_size, math.ceil(len(todo) / MIN_BATCHES)))
+    return [list(todo[i : i + size]) for i in range(0, len(todo), size)]
+
+
+@task(name="render-batch", cache_policy=NO_CACHE)
+def render_batch_task(settings_json: str, batch_json: str) -> list[Published]:
+    """On a Dask worker: render one batch in the worker's own process (no pool). It gets
+    plain text: the run's settings and the batch's frozen documents as JSON (exact
+    decimals), nothing the worker would need this process's objects for."""
+    settings = Settings.model_validate_json(settings_json)
+    batch = [Pending(i, n, doc) for i, n, doc in loads(batch_json)]
+    return render_documents(settings, batch, processes=1)
+
+
+def _batch_json(batch: Sequence[Pending]) -> str:
+    return dumps([[p.invoice_id, p.number, p.document] for p in batch])
+
+
+def render_on_cluster(
+    settings: Settings, work: list[list[Pending]], address: str
+) -> list[Published]:
+    """In the coordinating flow run: submit one task per batch to a ``DaskTaskRunner``
+    connected to ``address``; gather the results in order, a failed batch's invoices
+    each carrying its error. (Not a subflow: a flow run stores its parameters, and these
+    are every invoice's document.)"""
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    log = get_run_logger()
+    started = time.perf_counter()
+    total = sum(len(b) for b in work)
+    out: list[Published] = []
+    done = 0
+    settings_json = settings.model_dump_json()
+    runner: Any = DaskTaskRunner(address=address)
+    with runner:
+        futures = [
+            runner.submit(
+                render_batch_task,
+                {"settings_json": settings_json, "batch_json": _batch_json(batch)},
+            )
+            for batch in work
+        ]
+        for batch, future in zip(work, futures, strict=True):
+            try:
+                out.extend(future.result())
+            except Exception as exc:  # the batch as a whole: its invoices stay unpublished
+                error = f"render batch failed: {type(exc).__name__}: {exc}"
+                out.extend(Published(p.invoice_id, None, None, error) for p in batch)
+            done += len(batch)
+            log.info(
+                "rendering %d invoice(s) on %s: %s/%s after %.0f s",
+                total,
+                address,
+                f"{done:,}",
+                f"{total:,}",
+                time.perf_counter() - started,
+            )
+    return out
+
+
+def publish_on_dask(settings: Settings) -> StepResult:
+    """The documents step on the cluster at ``[scale] dask_address`` (call it inside the
+    nightly flow run)."""
+    todo = pending_documents(settings)
+    work = batches(todo, settings.scale.render_batch_size)
+    published: list[Published] = []
+    if work:
+        published = render_on_cluster(settings, work, settings.scale.dask_address)
+        record_files(settings, published)
+    step = documents_result([(p.invoice_id, p.error) for p in published])
+    step.counts["batches"] = len(work)
+    step.counts["dask_address"] = settings.scale.dask_address
+    return step
+
+
+__all__ = ["MIN_BATCHES", "batches", "publish_on_dask", "render_batch_task", "render_on_cluster"]
