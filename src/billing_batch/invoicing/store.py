@@ -84,6 +84,7 @@ def _invoice_from_row(con: sqlite3.Connection, r: sqlite3.Row) -> Invoice:
             json_path=r["json_path"],
             pdf_path=r["pdf_path"],
             extra={},
+            amount_due=_dec(r["amount_due"]),
         ),
         loads(r["document"]),
     )
