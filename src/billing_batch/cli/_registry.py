@@ -15,6 +15,7 @@ MODULES: tuple[str, ...] = (
     "usage",
     "analyst",
     "invoices",
+    "credit_notes",
     "subscriptions",
     "webhooks",
     "run",
