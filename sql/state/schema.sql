@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS invoices (
     payment_intent_id  TEXT,
     json_path          TEXT,
     pdf_path           TEXT,
-    amount_due         TEXT                              -- total minus credits and balance (NULL: total)
+    amount_due         TEXT,                             -- total minus credits and balance (NULL: total)
+    dispute_id         TEXT,                             -- Stripe's dp_... (charge.dispute.created)
+    dispute_status     TEXT                              -- the dispute's status as Stripe reported it
 );
 -- never a second live invoice for one workspace and period
 CREATE UNIQUE INDEX IF NOT EXISTS invoices_live_period

@@ -89,6 +89,9 @@ class Invoice:
     #: What is left to pay: the total minus credit notes issued while unpaid and the
     #: customer balance applied at finalization (None: the total; invoicing.credit_notes).
     amount_due: Decimal | None = None
+    #: A chargeback Stripe reported on the invoice's payment (``charge.dispute.created``).
+    dispute_id: str | None = None
+    dispute_status: str | None = None
 
     @property
     def total_minor(self) -> int:
@@ -136,6 +139,9 @@ class Invoice:
             "priceBookDigest": self.extra.get("priceBookDigest"),
             "lakeSnapshotId": self.lake_snapshot_id,
             "payment": payment,
+            "dispute": {"id": self.dispute_id, "status": self.dispute_status}
+            if self.dispute_id
+            else None,
             "createdAt": self.created_at,
             "finalizedAt": self.finalized_at,
             "paidAt": self.paid_at,
