@@ -20,6 +20,7 @@ MODULES: tuple[str, ...] = (
     "webhooks",
     "run",
     "audit",
+    "reconcile",
     "lake",
     "api",
 )

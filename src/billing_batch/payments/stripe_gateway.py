@@ -487,6 +487,13 @@ class StripeGateway:
         )
         return [_as_dict(r) for r in found.data]
 
+    def payment_intents_of_invoice(self, invoice_id: str) -> list[dict[str, Any]]:
+        """Every PaymentIntent whose metadata names this invoice (search: lags by up to
+        about a minute)."""
+        query = f"metadata['invoice_id']:{_quote(invoice_id)}"
+        found = self._call(lambda c: c.v1.payment_intents.search({"query": query, "limit": 100}))
+        return [_as_dict(pi) for pi in found.data]
+
     def search_payment_intents(self, invoice_id: str, attempt_no: int) -> list[dict[str, Any]]:
         """The PaymentIntents whose metadata names this invoice and attempt. (Stripe's
         search lags by up to about a minute.)"""
