@@ -51,6 +51,12 @@ def _mark_paid(settings: Settings, invoice_id: str, pi: str = "pi_test_1") -> No
         transition(con, invoice_id, "paid", at=NOW, payment_intent_id=pi)
 
 
+def _pdf_text(path: Path) -> str:
+    return subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
+
+
 def _events(settings: Settings, type_: str) -> list[dict[str, object]]:
     with state.opened(settings) as con:
         rows = con.execute("SELECT payload FROM outbox WHERE type = :t", {"t": type_}).fetchall()
@@ -201,10 +207,12 @@ def test_paid_invoice_credit_goes_to_the_balance_then_the_next_invoice(
     assert get_balance(settings, "ws_123") == {"USD": Decimal(110)}
     load(settings, tmp_path, api_calls("ws_123", 2, "2024-02-05", prefix="feb"))  # 20 + 2 tax
     feb = finalize_invoice(
-        settings, create_invoice(settings, "ws_123", *FEB, now=LATER).id, now=LATER, render=False
+        settings, create_invoice(settings, "ws_123", *FEB, now=LATER).id, now=LATER
     )
     assert (feb.total, feb.due) == (Decimal(22), Decimal(0))
     assert feb.to_json()["amountDue"] == Decimal(0)
+    text = _pdf_text(Path(feb.pdf_path or ""))
+    assert "Credits applied" in text and "-22.00" in text and "Amount due" in text
     assert get_balance(settings, "ws_123") == {"USD": Decimal(88)}  # the rest waits
 
 
@@ -250,9 +258,7 @@ def test_credit_note_golden_json_and_pdf_text(settings: Settings, tmp_path: Path
     assert doc == loads(dumps(note.to_json()))
     doc["id"], doc["invoiceId"] = "cn_<id>", "inv_<id>"
     check_golden(GOLDEN / "credit_note.json", dumps(doc, indent=2) + "\n")
-    text = subprocess.run(
-        ["pdftotext", "-layout", str(pdf_path), "-"], capture_output=True, text=True, check=True
-    ).stdout
+    text = _pdf_text(pdf_path)
     for expected in (
         "Credit note",
         "CN-2024-000001",
