@@ -34,12 +34,13 @@ def _lines(raw: Any) -> list[CreditLine] | None:
         raise InputError("lines: expected a list of {line, quantity | amount}")
     out = []
     for i, item in enumerate(raw):
-        if not isinstance(item, Mapping) or not isinstance(item.get("line"), int):
+        line = item.get("line") if isinstance(item, Mapping) else None
+        if not isinstance(line, int) or isinstance(line, bool):
             raise InputError(f"lines[{i}]: expected {{line: N, quantity | amount}}")
         q, a = item.get("quantity"), item.get("amount")
         out.append(
             CreditLine(
-                item["line"],
+                line,
                 quantity=None if q is None else parse_decimal(q, what=f"lines[{i}].quantity"),
                 amount=None if a is None else parse_decimal(a, what=f"lines[{i}].amount"),
             )
@@ -74,7 +75,10 @@ async def create_credit_note(
     request: Request, settings: SettingsDep, principal: PrincipalDep
 ) -> Response:
     principal.require_admin("issuing a credit note")
-    body = loads(await request.body() or b"{}")
+    try:
+        body = loads(await request.body() or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"the body is not JSON: {exc}") from None
     if not isinstance(body, Mapping):
         raise InputError("the body must be a JSON object")
     note = await run_in_threadpool(_issue, settings, body)
