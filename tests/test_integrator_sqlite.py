@@ -174,7 +174,7 @@ from datetime import date
 from pathlib import Path
 from billing_batch.config import load_settings
 from billing_batch.usage.ingest import ingest
-from billing_batch.usage.queries import refresh_rollup
+from billing_batch.usage.rollup import refresh_rollup
 from billing_batch.invoicing import service as invoices
 from billing_batch.storage import mirror
 home, seconds = Path(sys.argv[1]), float(sys.argv[2])

@@ -36,7 +36,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "create_invoices": ("invoicing.service", "create_invoices"),
     "create_subscription": ("subscriptions.service", "create_subscription"),
     "daily_quantities": ("usage.queries", "daily_quantities"),
-    "default_price_book_text": ("rating.prices", "default_price_book_text"),
+    "default_price_book_text": ("config.price_book", "default_price_book_text"),
     "default_run_date": ("nightly.steps", "default_run_date"),
     "deliver_webhooks": ("webhooks.delivery", "deliver"),
     "DeliveryReport": ("webhooks.report", "DeliveryReport"),
