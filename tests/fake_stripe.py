@@ -18,6 +18,7 @@ What it speaks (v1, form-encoded like Stripe)::
     POST /v1/payment_intents               GET /v1/payment_intents/{id}
     POST /v1/payment_intents/{id}/confirm  POST /v1/payment_intents/{id}/cancel
     GET  /v1/payment_intents/search        GET /v1/payment_intents
+    POST /v1/refunds    GET /v1/refunds    GET /v1/refunds/{id}   (tests/fake_stripe_refunds.py)
 
 How it behaves like Stripe:
 
@@ -83,6 +84,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import stripe
 from requests.structures import CaseInsensitiveDict
+
+from tests.fake_stripe_refunds import RefundRecord, RefundsMixin
+from tests.fake_stripe_refunds import _Invalid as _RefundInvalid
 
 __all__ = [
     "TEST_CARDS",
@@ -279,8 +283,9 @@ _CLAUSE = re.compile(
 
 
 # --- the in-memory Stripe -----------------------------------------------------------------
-class FakeStripe:
-    """An in-memory Stripe account (thread-safe). See the module docstring."""
+class FakeStripe(RefundsMixin):
+    """An in-memory Stripe account (thread-safe). See the module docstring (refunds and
+    events: :mod:`tests.fake_stripe_refunds`)."""
 
     def __init__(
         self,
@@ -301,6 +306,9 @@ class FakeStripe:
         self.charges: list[Charge] = []
         self.failed_charges: list[str] = []
         self.requests: list[RecordedRequest] = []
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self.refund_ledger: list[RefundRecord] = []
+        self.refund_outcome = "succeeded"
         self.payment_methods: dict[str, CardBehaviour] = dict(TEST_CARDS)
         self._idempotency: dict[tuple[str, str], _Stored] = {}
         self._faults: list[_Fault] = []
@@ -498,6 +506,13 @@ class FakeStripe:
             return self._response(exc.status, {"error": exc.error})
 
     def _route(self, method: str, route: list[str], params: dict[str, Any], path: str) -> Any:
+        if route[:1] == ["refunds"]:
+            try:
+                answer = self._refund_route(method, route, params)
+            except _RefundInvalid as exc:
+                raise _StripeError(400, exc.error) from None
+            if answer is not None:
+                return answer
         if route == ["customers"] and method == "POST":
             return self._create_customer(params)
         if route == ["customers", "search"] and method == "GET":

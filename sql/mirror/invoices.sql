@@ -1,5 +1,7 @@
 -- invoices: one row per invoice (all statuses), mirrored from the state store.
 -- Amounts in major units of `currency` (DECIMAL(38,9), exact); total_minor in minor units.
+-- amount_due: the total minus credit notes issued while unpaid and the customer balance
+-- applied at finalization (what a payment charges).
 SELECT
     id,
     workspace_id,
@@ -25,5 +27,8 @@ SELECT
     CAST(overdue_at AS TIMESTAMPTZ) AS overdue_at,
     payment_intent_id,
     json_path,
-    pdf_path
+    pdf_path,
+    CAST(COALESCE(amount_due, total) AS DECIMAL(38, 9)) AS amount_due,
+    dispute_id,
+    dispute_status
 FROM state.invoices

@@ -160,6 +160,9 @@ def test_month_close_end_to_end_then_rerun_changes_nothing(
     assert steps["mirror"]["counts"]["lake_snapshot"] > 0
     assert steps["payments"]["counts"]["succeeded"] == 5
     assert len(stripe_env.charges) == 5
+    # Stripe configured: the month is reconciled (5 paid invoices, one PaymentIntent each)
+    assert steps["reconcile"]["counts"]["invoices_checked"] == 5
+    assert steps["reconcile"]["counts"]["mismatches"] == 0, steps["reconcile"]["notes"]
     pdfs = sorted(p.name for p in settings.invoices_dir.glob("*.pdf"))
     assert pdfs == [f"INV-2024-{n:06d}.pdf" for n in range(1, 6)]
     types = {r["type"] for r in receiver.received}

@@ -6,8 +6,8 @@ store, the nightly ``bill``) through random billing timelines: usage on random d
 closed periods, duplicate arrivals, subscriptions created / changed / cancelled (random
 anchors, trials; refusals predicted by section 8), price-book plan assignments, nightly
 runs on random dates moving forward with gaps (catch-ups), reruns of the same or an
-earlier date, and voids. After every step it checks the system against
-``tests/timeline/model.py``, a reference model written from the specification alone:
+earlier date, voids, and money-only credit notes. After every step it checks the system
+against ``tests/timeline/model.py``, a reference model written from the specification alone:
 
 1. the audit (as of the last run) finds nothing unexplained, and it lists every
    difference the model knows is not billed yet;
@@ -497,6 +497,7 @@ class TimelineMachine(RuleBasedStateMachine):
         self.changes = 0  # inputs changed (a counter)
         self.run_marks: list[tuple[date, int]] = []  # (date run, changes then)
         self.frozen: dict[str, Frozen] = {}
+        self.credits: dict[str, int] = {}  # invoice id -> credit notes issued
         self.dirty = False
 
     def teardown(self) -> None:
@@ -758,6 +759,37 @@ class TimelineMachine(RuleBasedStateMachine):
         void_invoice(self.settings, inv.actual_id)
         self.model.void(inv)
         self.changes += 1
+        self.dirty = True
+
+    @precondition(lambda self: any(not inv.void for inv in self.model.invoices))
+    @rule(
+        i=st.integers(0, 10_000),
+        reason=st.sampled_from(["duplicate", "product_unsatisfactory", "other"]),
+    )
+    def credit(self, i: int, reason: str) -> None:
+        """A money-only credit note (docs/credit-notes.md): a cent of a line of a live
+        invoice. It changes nothing the model bills: the invariants then check that no
+        run bills the credited usage again and that the audit still balances."""
+        from billing_batch.invoicing.credit_notes import CreditLine, issue_credit_note
+
+        live = [inv for inv in self.model.invoices if not inv.void]
+        inv = live[i % len(live)]
+        assert inv.actual_id is not None
+        actual = {x.id: x for x in invoices_of(self.settings)}[inv.actual_id]
+        lines = [n for n, ln in enumerate(actual.lines, start=1) if ln.amount >= 1]
+        if not lines or actual.due < 1 or self.credits.get(inv.actual_id, 0) >= 20:
+            return  # nothing worth a cent of credit here (a valid step that does nothing)
+        line = lines[i % len(lines)]
+        note(f"credit 0.01 of line {line} of {inv.actual_id} ({reason})")
+        cn = issue_credit_note(
+            self.settings,
+            inv.actual_id,
+            reason=reason,
+            lines=[CreditLine(line, amount=Decimal("0.01"))],
+        )
+        self.credits[inv.actual_id] = self.credits.get(inv.actual_id, 0) + 1
+        after = {x.id: x for x in invoices_of(self.settings)}[inv.actual_id]
+        assert not cn.releases_ledger and after.due == actual.due - cn.total
         self.dirty = True
 
     # -- after every step -----------------------------------------------------------------

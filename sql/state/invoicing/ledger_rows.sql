@@ -1,6 +1,8 @@
 -- ledger_rows: the billing ledger's rows, each with the status of the invoice that
 -- billed it (reads `billing_ledger`, `invoices`). The caller counts the rows of live
--- finalized invoices only (invoicing.model.FINALIZED): a void releases its rows.
+-- finalized invoices only (invoicing.model.FINALIZED): a void releases its rows. The
+-- negative rows an order_change credit note released (`ledger_releases`) count with
+-- the rows of their invoice (docs/credit-notes.md).
 -- Grain: one row per ledger row (invoice, period, segment, kind, metric), in the order
 -- the invoices were finalized. Units: quantity = units (usage) or days (base_fee,
 -- minimum); amount in major units; both decimal strings; dates ISO.
@@ -14,6 +16,13 @@ WITH ledger AS (
     WHERE workspace_id
         BETWEEN COALESCE(:workspace_id, (SELECT MIN(workspace_id) FROM billing_ledger))
             AND COALESCE(:workspace_id, (SELECT MAX(workspace_id) FROM billing_ledger))
+    UNION ALL
+    SELECT invoice_id, workspace_id, period_start, period_end, segment_start, segment_end,
+           kind, metric, plan, quantity, amount
+    FROM ledger_releases
+    WHERE workspace_id
+        BETWEEN COALESCE(:workspace_id, (SELECT MIN(workspace_id) FROM ledger_releases))
+            AND COALESCE(:workspace_id, (SELECT MAX(workspace_id) FROM ledger_releases))
 ),
 
 billing_invoices AS (

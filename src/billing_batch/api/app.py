@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from ..config.settings import Settings
-from . import errors, invoices, subscriptions, usage
+from . import credit_notes, errors, invoices, stripe_webhook, subscriptions, usage
 from .auth import KeyRing
 from .deps import LakeMirror, install_mirror
 from .json import JSONResponse
@@ -75,6 +75,8 @@ def create_app(settings: Settings, *, mirror: bool = True) -> FastAPI:
             {"name": "usage", "description": "Usage metering (recordUsage, getUsage)"},
             {"name": "invoices", "description": "Invoices, payments and PDFs"},
             {"name": "subscriptions", "description": "Plans per workspace over time"},
+            {"name": "credit notes", "description": "Corrections of finalized invoices (admin)"},
+            {"name": "stripe", "description": "Stripe's events (signed by Stripe)"},
         ],
     )
     app.state.settings = settings
@@ -85,6 +87,8 @@ def create_app(settings: Settings, *, mirror: bool = True) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(invoices.router)
     app.include_router(subscriptions.router)
+    app.include_router(credit_notes.router)
+    app.include_router(stripe_webhook.router)
 
     def openapi() -> dict[str, Any]:
         return _openapi(app, settings)

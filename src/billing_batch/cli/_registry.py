@@ -15,10 +15,12 @@ MODULES: tuple[str, ...] = (
     "usage",
     "analyst",
     "invoices",
+    "credit_notes",
     "subscriptions",
     "webhooks",
     "run",
     "audit",
+    "reconcile",
     "lake",
     "api",
 )

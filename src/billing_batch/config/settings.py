@@ -327,6 +327,13 @@ class Settings(Model):
     def stripe_api_base(self) -> str | None:
         return os.environ.get("STRIPE_API_BASE") or None
 
+    @property
+    def stripe_webhook_secret(self) -> str | None:
+        """The signing secret (``whsec_...``) of Stripe's webhook endpoint
+        (``POST /v1/billing/stripe/webhook``): only ever from the environment
+        (``STRIPE_WEBHOOK_SECRET``); never logged."""
+        return os.environ.get("STRIPE_WEBHOOK_SECRET") or None
+
     def ensure_dirs(self) -> None:
         for d in (
             self.home,

@@ -206,6 +206,21 @@ def _parties(issuer: Any, bill_to: Any, workspace: str) -> dict[str, dict[str, s
     }
 
 
+def _amount_due(doc: Mapping[str, Any], currency: str) -> dict[str, str]:
+    """"Credits applied" and "Amount due" rows, when the amount due is not the total
+    (the customer balance applied at finalization; docs/credit-notes.md)."""
+    if doc.get("amountDue") is None:
+        return {}
+    total = _dec(_field(doc, "total"), "total")
+    due = _dec(doc["amountDue"], "amountDue")
+    if due == total:
+        return {}
+    return {
+        "credits_applied": money.format_money(due - total, currency),
+        "amount_due": money.format_money(due, currency),
+    }
+
+
 def build_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The template's view of an invoice document: every value a display string."""
     status, currency = _status_and_currency(doc)
@@ -251,6 +266,7 @@ def build_view(doc: Mapping[str, Any]) -> dict[str, Any]:
         "tax_rate": _percent(tax_rate),
         "tax": money.format_money(_dec(_field(doc, "tax"), "tax"), currency),
         "total": money.format_money(_dec(_field(doc, "total"), "total"), currency),
+        **_amount_due(doc, currency),
         "payment": _payment_view(doc, status, due),
         "price_book_version": display_text(doc.get("priceBookVersion")),
         "snapshot": display_text(doc.get("lakeSnapshotId")),

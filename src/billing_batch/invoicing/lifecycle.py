@@ -4,8 +4,9 @@ history row and its event in the outbox (atomically with the change):
 * :func:`store_draft`: insert or refresh the draft of a (workspace, period), same id on
   every refresh; refused when the period already has a finalized live invoice or
   overlaps another live invoice;
-* :func:`finalize_draft`: number it (:mod:`.numbering`), issue and due dates, freeze its
-  document, record what it billed in the ledger (:mod:`.ledger`);
+* :func:`finalize_draft`: number it (:mod:`.numbering`), issue and due dates, apply the
+  customer balance (:mod:`.balance`), freeze its document, record what it billed in the
+  ledger (:mod:`.ledger`);
 * :func:`issue`: both for one planned invoice, in a savepoint (a failure undoes only it);
 * :func:`transition`: every later move (paid, void, overdue), checked against
   :data:`~.model.TRANSITIONS`.
@@ -25,6 +26,7 @@ from ..config.settings import Settings
 from ..rating.plans import PriceBook
 from ..webhooks.outbox import record_event
 from . import ledger, store
+from .balance import apply_balances
 from .model import STATUS_EVENTS, TRANSITIONS, Invoice, Rated, with_document
 from .numbering import next_number
 from .planner import PlannedInvoice
@@ -152,6 +154,7 @@ def finalize_draft(
         finalized_at=now,
         updated_at=now,
     )
+    inv = apply_balances(con, inv, now)  # the customer balance: credits applied
     doc = build_document(settings, inv, rated)
     store.write_invoice(con, inv, doc, insert=False)
     ledger.record(con, inv.id, inv.workspace_id, rated.entries)

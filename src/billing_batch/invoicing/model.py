@@ -86,10 +86,26 @@ class Invoice:
     json_path: str | None
     pdf_path: str | None
     extra: Mapping[str, Any]  # billTo, issuer, digest, nominal period (from the document)
+    #: What is left to pay: the total minus credit notes issued while unpaid and the
+    #: customer balance applied at finalization (None: the total; invoicing.credit_notes).
+    amount_due: Decimal | None = None
+    #: A chargeback Stripe reported on the invoice's payment (``charge.dispute.created``).
+    dispute_id: str | None = None
+    dispute_status: str | None = None
 
     @property
     def total_minor(self) -> int:
         return to_minor(self.total, self.currency)
+
+    @property
+    def due(self) -> Decimal:
+        """The amount due (the total until a credit or a balance reduced it)."""
+        return self.total if self.amount_due is None else self.amount_due
+
+    @property
+    def due_minor(self) -> int:
+        """The amount due in the currency's minor unit: what a payment charges."""
+        return to_minor(self.due, self.currency)
 
     def to_json(self) -> dict[str, Any]:
         """The seed's invoice shape, plus period, currency, number, dates and detail."""
@@ -115,6 +131,7 @@ class Invoice:
             "taxRate": self.tax_rate,
             "tax": self.tax,
             "total": self.total,
+            "amountDue": self.due,
             "lineItems": [line.to_json() for line in self.lines],
             "billTo": self.extra.get("billTo"),
             "issuer": self.extra.get("issuer"),
@@ -122,6 +139,9 @@ class Invoice:
             "priceBookDigest": self.extra.get("priceBookDigest"),
             "lakeSnapshotId": self.lake_snapshot_id,
             "payment": payment,
+            "dispute": {"id": self.dispute_id, "status": self.dispute_status}
+            if self.dispute_id
+            else None,
             "createdAt": self.created_at,
             "finalizedAt": self.finalized_at,
             "paidAt": self.paid_at,

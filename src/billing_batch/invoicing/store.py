@@ -84,6 +84,9 @@ def _invoice_from_row(con: sqlite3.Connection, r: sqlite3.Row) -> Invoice:
             json_path=r["json_path"],
             pdf_path=r["pdf_path"],
             extra={},
+            amount_due=_dec(r["amount_due"]),
+            dispute_id=r["dispute_id"],
+            dispute_status=r["dispute_status"],
         ),
         loads(r["document"]),
     )

@@ -36,6 +36,7 @@ from .steps import (
     overdue,
     peak_rss_mib,
     publish_files,
+    reconcile_step,
     record_abort,
     rollup_step,
     run_lock,
@@ -130,6 +131,11 @@ def overdue_task(settings: Settings, run_date: date) -> StepResult:
     return _run_step(lambda: overdue(settings, run_date))
 
 
+@task(name="reconcile", cache_policy=NO_CACHE)
+def reconcile_task(settings: Settings, run_date: date) -> StepResult:
+    return _run_step(lambda: reconcile_step(settings, run_date), "reconciling with Stripe")
+
+
 @task(name="deliver-webhooks", cache_policy=NO_CACHE)
 def webhooks_task(settings: Settings) -> StepResult:
     return _run_step(lambda: deliver_webhooks(settings), "delivering webhooks")
@@ -148,9 +154,9 @@ def nightly(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Ingest → rollup → close periods (invoices) → audit → JSON and PDF → charge →
-    dunning → overdue → webhooks → expire old lake snapshots → summary. A step that
-    raises stops the run, which still writes its summary (that failure included) and
-    then fails."""
+    dunning → overdue → reconcile (Stripe configured) → webhooks → expire old lake
+    snapshots → summary. A step that raises stops the run, which still writes its
+    summary (that failure included) and then fails."""
     settings = load_settings(config, home=home)
     # progress milestones of long steps (INFO) belong in the run's log; the library's
     # other records are there from WARNING up (see schedule.prefect_defaults)
@@ -178,6 +184,7 @@ def nightly(
             )
             summary.steps.append(_step(payments_task(run_settings, day)))
             summary.steps.append(_step(overdue_task(run_settings, day)))
+            summary.steps.append(_step(reconcile_task(run_settings, day)))
             summary.steps.append(_step(webhooks_task(run_settings)))
             summary.steps.append(_step(maintenance_task(run_settings)))
         except BaseException as exc:  # the summary says where and why, then the run fails

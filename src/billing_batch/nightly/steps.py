@@ -360,6 +360,34 @@ def overdue(settings: Settings, run_date: date) -> StepResult:
     return StepResult("overdue", counts={"marked_overdue": len(marked)})
 
 
+def reconcile_step(settings: Settings, run_date: date) -> StepResult:
+    """Pending refunds sent again, then the three-way reconciliation of the month before
+    the run date (Stripe configured): mismatches are listed as notes and counted, not
+    failures (a human looks at them)."""
+    from datetime import timedelta
+
+    from ..invoicing.reconcile import parse_period, reconcile
+
+    step = StepResult("reconcile")
+    if not settings.stripe_api_key:
+        step.notes.append("Stripe is not configured: reconciliation with Stripe skipped")
+        return step
+    from ..payments.refunds import resolve_pending_refunds
+
+    settled = resolve_pending_refunds(settings)  # refunds left pending are asked again first
+    month = run_date - timedelta(days=1)
+    report = reconcile(settings, period=parse_period(f"{month:%Y-%m}"), now=issue_time(run_date))
+    step.counts = {
+        "refunds_resolved": len(settled),
+        "refunds_still_pending": sum(1 for r in settled if r.status == "pending"),
+        "reconcile_id": report.reconcile_id,
+        "invoices_checked": report.invoices_checked,
+        "mismatches": len(report.mismatches),
+    }
+    step.notes.extend(f"reconcile {m.kind}: {m.message}" for m in report.mismatches[:20])
+    return step
+
+
 def deliver_webhooks(settings: Settings) -> StepResult:
     from ..webhooks.delivery import deliver
 

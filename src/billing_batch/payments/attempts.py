@@ -254,8 +254,8 @@ def check_payable(inv: Invoice, attempts: Sequence[PaymentAttempt]) -> None:
             f"invoice {name} is {inv.status} but attempt {a.attempt_no} already charged it "
             f"(PaymentIntent {a.payment_intent_id}); not charging again: reconcile it by hand"
         )
-    if inv.total_minor < 0:
-        raise StateError(f"invoice {name} has a negative total ({inv.total}): nothing to charge")
+    if inv.due_minor < 0:
+        raise StateError(f"invoice {name} has a negative amount due ({inv.due}): nothing to charge")
 
 
 # --- persistence ---------------------------------------------------------------------------
@@ -313,14 +313,14 @@ def new_attempt(
     invoice: Invoice, attempt_no: int, payment_method: str, now: datetime
 ) -> PaymentAttempt:
     """Attempt ``attempt_no`` of ``invoice``, not yet written: ``pending``, for the
-    invoice's total, with its stable id and its own idempotency key."""
+    invoice's amount due, with its stable id and its own idempotency key."""
     return PaymentAttempt(
         id=stable_id("pay", invoice.id, attempt_no),
         invoice_id=invoice.id,
         attempt_no=attempt_no,
         idempotency_key=idempotency_key(invoice.id, attempt_no),
         status="pending",
-        amount_minor=invoice.total_minor,
+        amount_minor=invoice.due_minor,
         currency=invoice.currency,
         payment_method=payment_method,
         payment_intent_id=None,

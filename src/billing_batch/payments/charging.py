@@ -2,7 +2,7 @@
 
 * :func:`pay_invoice` charges one ``open`` or ``overdue`` invoice (a ``draft`` is finalized
   first, as on Stripe): a PaymentIntent created and confirmed off-session for the
-  workspace's Stripe customer (:mod:`.customers`), for the invoice total in the
+  workspace's Stripe customer (:mod:`.customers`), for the invoice's amount due in the
   currency's minor units, with the invoice id, number and workspace in its metadata.
 * Every attempt is a row of ``payment_attempts`` (:mod:`.attempts`), committed as
   ``pending`` BEFORE the Stripe call (key ``invoice-<id>-attempt-<n>``) and completed
@@ -104,7 +104,7 @@ class Charger:
         checked before is checked before, so a payment that cannot even be attempted
         (Stripe not configured, no payment method) leaves the draft a draft. Finalized
         meanwhile by another caller: that invoice is charged."""
-        if inv.total_minor != 0:
+        if inv.due_minor != 0:
             require_api_key(self.settings)
             self._payment_method(inv, payment_method, None)
         try:
@@ -135,7 +135,7 @@ class Charger:
             if last is not None and last.status == "pending":
                 return self._resolve(inv, last)
             check_payable(inv, attempts)
-            if inv.total_minor == 0:
+            if inv.due_minor == 0:
                 return self._settle_zero(inv)
             require_api_key(self.settings)
             if last is not None and last.unanswered:
@@ -157,16 +157,16 @@ class Charger:
         """Nothing to charge (and Stripe refuses an amount of 0): paid without a charge."""
         with state.opened(self.settings) as con, state.transaction(con):
             paid = invoices.transition(
-                con, inv.id, "paid", at=self.now, reason="nothing to charge: the total is 0"
+                con, inv.id, "paid", at=self.now, reason="nothing to charge: the amount due is 0"
             )
-        log.info("invoice %s: total 0, marked paid without a charge", label(inv))
+        log.info("invoice %s: amount due 0, marked paid without a charge", label(inv))
         return PaymentResult(
             invoice_id=inv.id,
             attempt_no=0,
             status="succeeded",
             payment_intent_id=None,
             decline_code=None,
-            message="nothing to charge: the invoice total is 0",
+            message="nothing to charge: the amount due is 0",
             amount_minor=0,
             currency=inv.currency,
             completed_at=self.now,

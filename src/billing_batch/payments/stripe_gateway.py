@@ -22,7 +22,7 @@ from typing import Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import stripe
-from stripe.params import CustomerCreateParams, PaymentIntentCreateParams
+from stripe.params import CustomerCreateParams, PaymentIntentCreateParams, RefundCreateParams
 
 from .._core.errors import (
     BillingError,
@@ -33,6 +33,7 @@ from .._core.errors import (
     PaymentRefusedError,
     PaymentTransientError,
     StripeNotConfiguredError,
+    WebhookVerificationError,
 )
 from ..config.settings import Settings
 
@@ -181,6 +182,29 @@ def customer_idempotency_key(workspace_id: str) -> str:
 def cancel_idempotency_key(attempt_key: str) -> str:
     """The key of the request canceling an attempt's PaymentIntent."""
     return f"{attempt_key}-cancel"
+
+
+def refund_idempotency_key(credit_note_id: str) -> str:
+    """The key of the request refunding a credit note: ``refund-<credit note id>``."""
+    return f"refund-{credit_note_id}"
+
+
+def verify_stripe_event(
+    payload: bytes, signature: str | None, secret: str, *, tolerance: int
+) -> dict[str, Any]:
+    """Stripe's webhook event, verified with the SDK's ``Webhook.construct_event`` (the
+    ``Stripe-Signature`` header, ``secret`` the endpoint's ``whsec_...``, ``tolerance``
+    seconds of clock skew / replay window). Anything that does not verify, or is not an
+    event, is a :class:`WebhookVerificationError` (the secret never quoted)."""
+    try:
+        event = stripe.Webhook.construct_event(payload, signature or "", secret, tolerance)
+    except stripe.SignatureVerificationError as exc:
+        raise WebhookVerificationError(
+            f"Stripe-Signature does not verify: {redact(str(exc.user_message or exc), secret)}"
+        ) from exc
+    except ValueError as exc:
+        raise WebhookVerificationError(f"not a Stripe event: {exc}") from exc
+    return _as_dict(event)
 
 
 def stripe_amount(amount_minor: int, currency: str) -> int:
@@ -436,6 +460,40 @@ class StripeGateway:
             )
         )
 
+    # -- refunds --------------------------------------------------------------------------
+    def create_refund(
+        self,
+        *,
+        payment_intent_id: str,
+        amount_minor: int,
+        currency: str,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """Refund part or all of a PaymentIntent's charge (a pure function of its
+        arguments: a resend under the same key is byte-identical)."""
+        params: RefundCreateParams = {
+            "payment_intent": payment_intent_id,
+            "amount": stripe_amount(amount_minor, currency),
+            "metadata": dict(metadata),
+        }
+        options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
+        return _as_dict(self._call(lambda c: c.v1.refunds.create(params, options)))
+
+    def list_refunds(self, payment_intent_id: str) -> list[dict[str, Any]]:
+        """The refunds of a PaymentIntent (newest first; up to 100)."""
+        found = self._call(
+            lambda c: c.v1.refunds.list({"payment_intent": payment_intent_id, "limit": 100})
+        )
+        return [_as_dict(r) for r in found.data]
+
+    def payment_intents_of_invoice(self, invoice_id: str) -> list[dict[str, Any]]:
+        """Every PaymentIntent whose metadata names this invoice (search: lags by up to
+        about a minute)."""
+        query = f"metadata['invoice_id']:{_quote(invoice_id)}"
+        found = self._call(lambda c: c.v1.payment_intents.search({"query": query, "limit": 100}))
+        return [_as_dict(pi) for pi in found.data]
+
     def search_payment_intents(self, invoice_id: str, attempt_no: int) -> list[dict[str, Any]]:
         """The PaymentIntents whose metadata names this invoice and attempt. (Stripe's
         search lags by up to about a minute.)"""
@@ -466,8 +524,10 @@ __all__ = [
     "idempotency_key",
     "map_stripe_error",
     "redact",
+    "refund_idempotency_key",
     "require_api_key",
     "stripe_amount",
     "stripe_client",
     "stripe_configured",
+    "verify_stripe_event",
 ]

@@ -40,6 +40,10 @@ MIRRORED: tuple[str, ...] = (
     "webhook_deliveries",
     "webhook_attempts",
     "runs",
+    "credit_notes",
+    "refunds",
+    "balance_transactions",
+    "reconcile_findings",
 )
 
 

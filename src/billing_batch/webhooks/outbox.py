@@ -42,6 +42,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "billing.invoice.payment_failed",
     "billing.invoice.overdue",
     "billing.invoice.voided",
+    "billing.credit_note.created",
 )
 
 _USAGE_RECORDED = "billing.usage.recorded"
