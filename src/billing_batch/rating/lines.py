@@ -10,7 +10,17 @@ from typing import Any, Literal
 
 #: Line kinds: a period's own charges, and differences of an earlier, already invoiced
 #: period carried on a later invoice (docs/billing-rules.md §7).
-LineKind = Literal["usage", "base_fee", "minimum", "late_usage", "late_base_fee", "late_minimum"]
+#: Discounts (rating.discounts) are lines too, with negative amounts, before tax.
+LineKind = Literal[
+    "usage",
+    "base_fee",
+    "minimum",
+    "late_usage",
+    "late_base_fee",
+    "late_minimum",
+    "discount",
+    "late_discount",
+]
 LINE_KINDS: tuple[str, ...] = (
     "usage",
     "base_fee",
@@ -18,6 +28,8 @@ LINE_KINDS: tuple[str, ...] = (
     "late_usage",
     "late_base_fee",
     "late_minimum",
+    "discount",
+    "late_discount",
 )
 
 #: What a ledger entry records: usage units of a metric, or days of a fixed charge.
