@@ -16,6 +16,8 @@ MODULES: tuple[str, ...] = (
     "analyst",
     "invoices",
     "subscriptions",
+    "credits",
+    "simulate",
     "webhooks",
     "run",
     "audit",

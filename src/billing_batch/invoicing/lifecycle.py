@@ -24,7 +24,7 @@ from .._core.ids import new_id
 from ..config.settings import Settings
 from ..rating.plans import PriceBook
 from ..webhooks.outbox import record_event
-from . import ledger, price_books, store
+from . import credits, ledger, price_books, store
 from .model import STATUS_EVENTS, TRANSITIONS, Invoice, Rated, with_document
 from .numbering import next_number
 from .planner import PlannedInvoice
@@ -152,6 +152,12 @@ def finalize_draft(
         finalized_at=now,
         updated_at=now,
     )
+    # prepaid credits pay the total (after discounts and tax): the amount due is the rest
+    draws = credits.draw_down(
+        con, inv.id, inv.workspace_id, inv.currency, inv.total, inv.period_end, now
+    )
+    if draws:
+        inv = replace(inv, extra={**inv.extra, **credits.credits_document(draws, inv.total)})
     doc = build_document(settings, inv, rated)
     store.write_invoice(con, inv, doc, insert=False)
     ledger.record(con, inv.id, inv.workspace_id, rated.entries)

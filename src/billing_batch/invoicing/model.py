@@ -91,6 +91,18 @@ class Invoice:
     def total_minor(self) -> int:
         return to_minor(self.total, self.currency)
 
+    @property
+    def amount_due(self) -> Decimal:
+        """What is left to pay: the total minus the prepaid credits applied at
+        finalization (invoicing.credits); the total when none were."""
+        due = self.extra.get("amountDue")
+        return self.total if due is None else Decimal(str(due))
+
+    @property
+    def amount_due_minor(self) -> int:
+        """:attr:`amount_due` in minor units: what Stripe charges."""
+        return to_minor(self.amount_due, self.currency)
+
     def to_json(self) -> dict[str, Any]:
         """The seed's invoice shape, plus period, currency, number, dates and detail."""
         payment: dict[str, Any] | None = None
@@ -100,7 +112,7 @@ class Invoice:
                 "paidAt": self.paid_at,
                 "paymentIntentId": self.payment_intent_id,
             }
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "object": "invoice",
             "workspaceId": self.workspace_id,
@@ -128,6 +140,10 @@ class Invoice:
             "voidedAt": self.voided_at,
             "overdueAt": self.overdue_at,
         }
+        if self.extra.get("creditsApplied"):  # prepaid credits drawn at finalization
+            out["creditsApplied"] = self.extra["creditsApplied"]
+            out["amountDue"] = self.amount_due
+        return out
 
 
 def with_document(inv: Invoice, doc: Mapping[str, Any]) -> Invoice:
@@ -140,6 +156,8 @@ def with_document(inv: Invoice, doc: Mapping[str, Any]) -> Invoice:
             "issuer": doc.get("issuer"),
             "priceBookDigest": doc.get("priceBookDigest"),
             "nominalPeriod": doc.get("nominalPeriod"),
+            "creditsApplied": doc.get("creditsApplied"),
+            "amountDue": doc.get("amountDue"),
         },
     )
 

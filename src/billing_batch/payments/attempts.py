@@ -254,7 +254,7 @@ def check_payable(inv: Invoice, attempts: Sequence[PaymentAttempt]) -> None:
             f"invoice {name} is {inv.status} but attempt {a.attempt_no} already charged it "
             f"(PaymentIntent {a.payment_intent_id}); not charging again: reconcile it by hand"
         )
-    if inv.total_minor < 0:
+    if inv.amount_due_minor < 0:
         raise StateError(f"invoice {name} has a negative total ({inv.total}): nothing to charge")
 
 
@@ -320,7 +320,7 @@ def new_attempt(
         attempt_no=attempt_no,
         idempotency_key=idempotency_key(invoice.id, attempt_no),
         status="pending",
-        amount_minor=invoice.total_minor,
+        amount_minor=invoice.amount_due_minor,
         currency=invoice.currency,
         payment_method=payment_method,
         payment_intent_id=None,

@@ -104,7 +104,7 @@ class Charger:
         checked before is checked before, so a payment that cannot even be attempted
         (Stripe not configured, no payment method) leaves the draft a draft. Finalized
         meanwhile by another caller: that invoice is charged."""
-        if inv.total_minor != 0:
+        if inv.amount_due_minor != 0:
             require_api_key(self.settings)
             self._payment_method(inv, payment_method, None)
         try:
@@ -135,7 +135,7 @@ class Charger:
             if last is not None and last.status == "pending":
                 return self._resolve(inv, last)
             check_payable(inv, attempts)
-            if inv.total_minor == 0:
+            if inv.amount_due_minor == 0:
                 return self._settle_zero(inv)
             require_api_key(self.settings)
             if last is not None and last.unanswered:
