@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS invoices (
     workspace_id       TEXT NOT NULL,
     period_start       TEXT NOT NULL,                    -- inclusive
     period_end         TEXT NOT NULL,                    -- inclusive
-    kind               TEXT NOT NULL DEFAULT 'regular',  -- regular | final (after a cancellation)
+    kind               TEXT NOT NULL DEFAULT 'regular',  -- regular | final (after a cancellation) | debit (a rerate's undercharge)
     status             TEXT NOT NULL CHECK (status IN ('draft', 'open', 'paid', 'void', 'overdue')),
     number             TEXT UNIQUE,                      -- INV-2024-000001, set at finalize
     currency           TEXT NOT NULL,
@@ -35,9 +35,11 @@ CREATE TABLE IF NOT EXISTS invoices (
     json_path          TEXT,
     pdf_path           TEXT
 );
--- never a second live invoice for one workspace and period
+-- never a second live invoice for one workspace and period (a debit invoice, issued by a
+-- rerate for the period's undercharge, is beside it, not instead of it)
 CREATE UNIQUE INDEX IF NOT EXISTS invoices_live_period
-    ON invoices (workspace_id, period_start, period_end) WHERE status <> 'void';
+    ON invoices (workspace_id, period_start, period_end)
+    WHERE status <> 'void' AND kind <> 'debit';
 CREATE INDEX IF NOT EXISTS invoices_status ON invoices (status, due_date);
 
 CREATE TABLE IF NOT EXISTS invoice_lines (

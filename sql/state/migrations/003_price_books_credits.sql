@@ -1,5 +1,10 @@
 -- Migration 2 -> 3: stored price-book versions (content-addressed), prepaid credit
--- grants and their balance ledger. New tables only; run once, in one transaction.
+-- grants and their balance ledger; the one-live-invoice-per-period index leaves out
+-- debit invoices (a rerate's undercharge). Run once, in one transaction.
+DROP INDEX IF EXISTS invoices_live_period;
+CREATE UNIQUE INDEX IF NOT EXISTS invoices_live_period
+    ON invoices (workspace_id, period_start, period_end)
+    WHERE status <> 'void' AND kind <> 'debit';
 -- price-book versions: each book, content-addressed by its digest (sha256 of the
 -- normalized content, rating.plans.book_digest), stored the first time it prices an
 -- invoice, so that an invoice is explained and re-rated with its own book.

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 #: Line kinds: a period's own charges, and differences of an earlier, already invoiced
 #: period carried on a later invoice (docs/billing-rules.md §7).
-#: Discounts (rating.discounts) are lines too, with negative amounts, before tax.
+#: Discounts (rating.discounts) are lines too, with negative amounts, before tax;
+#: ``adjustment`` lines are a rerate's debit invoice's (invoicing.rerate).
 LineKind = Literal[
     "usage",
     "base_fee",
@@ -20,6 +21,7 @@ LineKind = Literal[
     "late_minimum",
     "discount",
     "late_discount",
+    "adjustment",
 ]
 LINE_KINDS: tuple[str, ...] = (
     "usage",
@@ -30,6 +32,7 @@ LINE_KINDS: tuple[str, ...] = (
     "late_minimum",
     "discount",
     "late_discount",
+    "adjustment",
 )
 
 #: What a ledger entry records: usage units of a metric, or days of a fixed charge.
