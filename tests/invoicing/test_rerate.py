@@ -15,6 +15,7 @@ import pytest
 
 from billing_batch._core.errors import StateError
 from billing_batch._core.jsonutil import loads
+from billing_batch.invoicing.audit import audit
 from billing_batch.invoicing.rerate import CREDIT_NOTES, issue_difference, rerate_invoice
 from billing_batch.invoicing.service import (
     create_invoice,
@@ -80,6 +81,9 @@ def test_undercharge_gives_the_exact_debit_invoice(invoiced: object, tmp_path: P
         ("late_usage", D("12.00")),
         ("late_discount", D("-1.20")),
     ]
+    # prices changed money, not usage: the audit finds nothing unexplained
+    report = audit(settings, as_of=date(2024, 3, 1))  # type: ignore[arg-type]
+    assert report.unexplained == [], report.unexplained
 
 
 def test_overcharge_is_refused_until_credit_notes_exist(invoiced: object) -> None:
