@@ -9,7 +9,7 @@ from billing_batch.api import create_app
 from billing_batch.config.settings import Settings
 from billing_batch.invoicing.service import get_invoice
 from tests.invoicing.test_credit_notes import _seed_invoice
-from tests.test_api import KEY_A, AppClient, with_keys
+from tests.api.test_api import KEY_A, AppClient, with_keys
 
 
 def test_issue_get_list_over_http(settings: Settings, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from billing_batch.storage import state
 from tests.fake_stripe import FakeStripe, FakeStripeHTTPClient
 from tests.fake_stripe_refunds import sign
 from tests.payments.support import attempts, make_invoice, outbox, pay
-from tests.test_api import AppClient, with_keys
+from tests.api.test_api import AppClient, with_keys
 
 SECRET = "whsec_test_0123456789abcdef"
 URL = "/v1/billing/stripe/webhook"

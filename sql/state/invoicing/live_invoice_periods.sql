@@ -6,6 +6,7 @@
 SELECT workspace_id, period_start, period_end, status
 FROM invoices
 WHERE status <> 'void'
+  AND kind <> 'debit'  -- a rerate's debit invoice is not the period's invoice
   AND workspace_id
       BETWEEN COALESCE(:workspace_id, (SELECT MIN(workspace_id) FROM invoices))
           AND COALESCE(:workspace_id, (SELECT MAX(workspace_id) FROM invoices))

@@ -17,6 +17,8 @@ MODULES: tuple[str, ...] = (
     "invoices",
     "credit_notes",
     "subscriptions",
+    "credits",
+    "simulate",
     "webhooks",
     "run",
     "audit",

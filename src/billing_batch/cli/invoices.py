@@ -1,4 +1,4 @@
-"""``billing-batch invoice ...``: create, finalize, get, void, pay, explain, list.
+"""``billing-batch invoice ...``: create, finalize, get, void, pay, explain, rerate, list.
 
 Every subcommand prints the invoice's JSON on success and exits non-zero with a clear
 message on failure.
@@ -68,6 +68,22 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     e.add_argument("id")
     e.set_defaults(handler=_explain)
 
+    r = isub.add_parser(
+        "rerate", help="re-rate a finalized invoice with another price book: the diff by line"
+    )
+    r.add_argument("id")
+    r.add_argument("--price-book", type=Path, help="the book to re-rate with (default: today's)")
+    r.add_argument(
+        "--as-of", type=int, metavar="SNAPSHOT", help="lake snapshot (default: the invoice's)"
+    )
+    r.add_argument(
+        "--issue",
+        action="store_true",
+        help="issue exactly the difference: a debit invoice, or a credit note",
+    )
+    r.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    r.set_defaults(handler=_rerate)
+
     ls = isub.add_parser("list", help="list invoices")
     ls.add_argument("--workspace")
     ls.add_argument("--status")
@@ -135,6 +151,58 @@ def _explain(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     print_json(explain_invoice(settings, args.id))
     return 0
+
+
+def _rerate(args: argparse.Namespace) -> int:
+    from ..invoicing.rerate import issue_difference, rerate_invoice
+
+    settings = settings_from(args)
+    diff = rerate_invoice(settings, args.id, book_path=args.price_book, as_of=args.as_of)
+    issued = issue_difference(settings, diff) if args.issue else None
+    if args.json:
+        print_json({**diff.to_json(), **({"issued": issued} if issued else {})})
+        return 0
+    print(render_diff(diff))
+    if issued:
+        doc = issued.get("debitInvoice") or issued.get("creditNote") or {}
+        print(f"issued: {doc.get('number')} for {doc.get('total')} {diff.invoice.currency}")
+    return 0
+
+
+def render_diff(diff: Any) -> str:
+    """The rerate's lines: old amount, new amount, difference; then the totals."""
+    cur = diff.invoice.currency
+    rows = [("line", "old", "new", "difference")]
+    rows += [
+        (x.description, fmt(x.old, cur), fmt(x.new, cur), fmt(x.difference, cur))
+        for x in diff.lines
+    ]
+    rows.append(
+        (
+            "Subtotal",
+            fmt(diff.old_subtotal, cur),
+            fmt(diff.new_subtotal, cur),
+            fmt(diff.subtotal_difference, cur),
+        )
+    )
+    rows.append(("Tax", "", "", fmt(diff.tax_difference, cur)))
+    rows.append(("Total difference", "", "", fmt(diff.total_difference, cur)))
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    head = (
+        f"invoice {diff.invoice.number} ({cur}): price book {diff.old_book.version} -> "
+        f"{diff.new_book.version}, lake snapshot {diff.snapshot}"
+    )
+    body = [
+        "  ".join(c.ljust(width[0]) if i == 0 else c.rjust(width[i]) for i, c in enumerate(r))
+        for r in rows
+    ]
+    return "\n".join([head, *body])
+
+
+def fmt(amount: Any, currency: str) -> str:
+    from .._core.money import format_amount
+
+    return format_amount(amount, currency)
 
 
 def _list(args: argparse.Namespace) -> int:

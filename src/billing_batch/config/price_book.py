@@ -13,6 +13,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._core import money
 from .._core.errors import InputError, PriceBookError
+from ..rating.discounts import Discount, DiscountKind
 from ..rating.plans import Account, Plan, PriceBook, book_digest
 from ..rating.prices import PRICE_MODELS, MetricPrice, PriceModel, Tier
 
@@ -61,7 +63,9 @@ _WORKSPACE_KEYS = {
     "stripe_customer_id",
     "default_payment_method",
     "net_terms_days",
+    "discounts",
 }
+_DISCOUNT_KEYS = {"percent", "amount", "metrics", "start", "periods", "description"}
 
 
 class _Reader:
@@ -284,6 +288,7 @@ def _parse_workspace(
         else default_net_terms
     )
     address = table.get("address", "")
+    discounts = _parse_discounts(r, table.get("discounts", {}), f"{key}.discounts", plan, plans)
     return Account(
         workspace_id=workspace_id,
         plan=plan_name,
@@ -295,6 +300,62 @@ def _parse_workspace(
         stripe_customer_id=r.opt_string(table, "stripe_customer_id", key),
         default_payment_method=r.opt_string(table, "default_payment_method", key),
         net_terms_days=net_terms,
+        discounts=discounts,
+    )
+
+
+def _parse_date(r: _Reader, value: object, key: str) -> date:
+    if isinstance(value, datetime):
+        raise r.error(key, f"expected a date (2024-01-01), got a date-time {value.isoformat()}")
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(r.string(value, key))
+    except ValueError:
+        raise r.error(key, f"expected a date (2024-01-01), got {value!r}") from None
+
+
+def _parse_discount(
+    r: _Reader, name: str, data: object, key: str, currency: str, metrics: set[str]
+) -> Discount:
+    """One ``[workspaces.<id>.discounts.<name>]`` table (docs/pricing.md "Discounts")."""
+    table = r.table(data, key)
+    r.keys(table, _DISCOUNT_KEYS, key)
+    if ("percent" in table) == ("amount" in table):
+        raise r.error(key, "give exactly one of percent or amount")
+    if "percent" in table:
+        value = r.decimal(table["percent"], f"{key}.percent", positive=True, upper=Decimal(100))
+    else:
+        value = r.money_amount(table["amount"], f"{key}.amount", currency)
+        if not value:
+            raise r.error(f"{key}.amount", "must be greater than 0")
+    raw_metrics = table.get("metrics", [])
+    if not isinstance(raw_metrics, list):
+        raise r.error(
+            f"{key}.metrics", f"expected an array of metric names, got {_kind(raw_metrics)}"
+        )
+    names = tuple(r.string(m, f"{key}.metrics[{i}]") for i, m in enumerate(raw_metrics))
+    for i, m in enumerate(names):
+        if m not in metrics:
+            known = ", ".join(sorted(metrics)) or "none"
+            raise r.error(f"{key}.metrics[{i}]", f"the plans price no metric {m!r} ({known})")
+    start = _parse_date(r, table["start"], f"{key}.start") if "start" in table else None
+    periods = r.integer(table["periods"], f"{key}.periods") if "periods" in table else None
+    if periods is not None and (start is None or periods == 0):
+        raise r.error(f"{key}.periods", "needs a start date and at least 1 period")
+    description = r.opt_string(table, "description", key) or ""
+    kind: DiscountKind = "percent" if "percent" in table else "amount"
+    return Discount(name, kind, value, names, start, periods, description)
+
+
+def _parse_discounts(
+    r: _Reader, data: object, key: str, plan: Plan, plans: Mapping[str, Plan]
+) -> tuple[Discount, ...]:
+    table = r.table(data, key)
+    priced = {m for p in plans.values() if p.currency == plan.currency for m in p.prices}
+    return tuple(
+        _parse_discount(r, name, raw, f"{key}.{name}", plan.currency, priced)
+        for name, raw in sorted(table.items())
     )
 
 

@@ -5,8 +5,10 @@
   account (:func:`credit_from_note`, a positive move).
 * At finalization, :func:`apply_balances` applies what is on the account to the new
   invoice's amount due (a negative move), never below zero; what is left stays for the
-  next invoice. This is the one "credits applied" step of finalization: prepaid credits
-  (grants) extend this function, so that the order in which credits apply has one home.
+  next invoice. Then the workspace's prepaid credits (grants, :mod:`.credits`) pay what
+  is left. This is the one "credits applied" step of finalization, so the order in
+  which credits apply has one home: discounts and tax make the total, the account
+  balance (credit notes) applies first, prepaid grants next, Stripe charges the rest.
 
 Every move has a stable id (its source), so a rerun writes nothing twice.
 """
@@ -23,6 +25,7 @@ from .._core import clock
 from .._core.ids import stable_id
 from ..config.settings import Settings
 from ..storage import state
+from . import credits
 from .model import Invoice
 
 
@@ -155,8 +158,26 @@ def apply_balances(con: sqlite3.Connection, invoice: Invoice, now: datetime) -> 
             ),
         )
     due = invoice.total - applied
+    # then prepaid credits (grants) pay what is left: invoicing.credits, rating.credits
+    draws = (
+        credits.draw_down(
+            con,
+            invoice.id,
+            invoice.workspace_id,
+            invoice.currency,
+            due,
+            invoice.period_end,
+            now,
+        )
+        if due > 0
+        else []
+    )
+    extra = invoice.extra
+    if draws:
+        extra = {**extra, **credits.credits_document(draws, due)}
+        due = extra["amountDue"]
     set_amount_due(con, invoice.id, due, now)
-    return replace(invoice, amount_due=due)
+    return replace(invoice, amount_due=due, extra=extra)
 
 
 __all__ = [

@@ -1,6 +1,7 @@
 """Explaining an invoice: per line, the daily quantities and the tier arithmetic from the
 lake snapshot that priced it; and whether rating its period again, at that snapshot and
-with today's lake, gives the same amounts."""
+with today's lake, gives the same amounts. It prices with the invoice's own price book
+(stored by digest when it priced the invoice, :mod:`.price_books`), not today's."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .._core.errors import BillingError
 from ..config.price_book import load_price_book
 from ..config.settings import Settings
 from ..periods import Period
-from ..rating import Billed, SegmentState, rate_period
+from ..rating import Billed, SegmentState
 from ..rating.plans import PriceBook
 from ..storage import state
 from ..storage.lake import Lake
@@ -23,6 +24,8 @@ from ..usage.queries import daily_quantities
 from ..usage.rollup import ensure_fresh
 from .model import Invoice
 from .positions import load_positions
+from .price_books import stored_book
+from .rate import rate_discounted
 from .service import get_invoice
 
 
@@ -53,7 +56,11 @@ def explain_invoice(settings: Settings, invoice_id: str) -> dict[str, Any]:
     """Per line: the daily quantities, the tier arithmetic and the lake snapshot; and
     whether re-rating the period at that snapshot, and today, gives the same amounts."""
     inv = get_invoice(settings, invoice_id)
-    book = load_price_book(settings)
+    now_book = load_price_book(settings)
+    digest = inv.extra.get("priceBookDigest")
+    with state.opened(settings) as scon:
+        stored = stored_book(settings, scon, str(digest)) if digest else None
+    book = stored or now_book
     ensure_fresh(settings)
     con = Lake(settings).connect(read_only=True, snapshot=inv.lake_snapshot_id or None)
     try:
@@ -64,8 +71,10 @@ def explain_invoice(settings: Settings, invoice_id: str) -> dict[str, Any]:
         "invoice": inv.to_json(),
         "lakeSnapshotId": inv.lake_snapshot_id,
         "priceBookVersion": inv.price_book_version,
-        "priceBookVersionNow": book.version,
-        "priceBookChanged": inv.extra.get("priceBookDigest") not in (None, book.digest),
+        "priceBookVersionNow": now_book.version,
+        "priceBookChanged": digest not in (None, now_book.digest),
+        # the invoice's own book (stored when it priced the invoice), else today's
+        "priceBookUsed": "stored" if stored is not None else "current (not stored)",
         "lines": explained,
         "recomputedAtSnapshot": _rerate(settings, book, inv, snapshot=inv.lake_snapshot_id),
         "recomputedToday": _rerate(settings, book, inv, snapshot=None),
@@ -103,9 +112,7 @@ def _rerate(
     assert pos is not None
     fresh = [SegmentState(s.span, s.usage, Billed(plan=s.billed.plan)) for s in pos.segments]
     try:
-        rated = rate_period(
-            period, fresh, book=book, metrics=settings.metrics, currency=inv.currency
-        )
+        rated = rate_discounted(settings, book, inv.workspace_id, period, fresh)
     except BillingError as exc:
         return {"error": str(exc)}
     own = [(x.description, x.amount) for x in inv.lines if not x.kind.startswith("late_")]

@@ -25,7 +25,7 @@ from .._core.ids import new_id
 from ..config.settings import Settings
 from ..rating.plans import PriceBook
 from ..webhooks.outbox import record_event
-from . import ledger, store
+from . import ledger, price_books, store
 from .balance import apply_balances
 from .model import STATUS_EVENTS, TRANSITIONS, Invoice, Rated, with_document
 from .numbering import next_number
@@ -179,6 +179,7 @@ def issue(
     con.execute("SAVEPOINT one")
     try:
         rated = rate_planned(settings, book, positions, item)
+        price_books.remember(con, book, now)  # the book that priced it, kept by digest
         inv = store_draft(settings, con, rated, now)
         if finalize:
             inv = finalize_draft(settings, con, inv, rated, now)

@@ -116,7 +116,7 @@ class Invoice:
                 "paidAt": self.paid_at,
                 "paymentIntentId": self.payment_intent_id,
             }
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "object": "invoice",
             "workspaceId": self.workspace_id,
@@ -148,6 +148,10 @@ class Invoice:
             "voidedAt": self.voided_at,
             "overdueAt": self.overdue_at,
         }
+        if self.extra.get("creditsApplied"):  # prepaid credits drawn at finalization
+            out["creditsApplied"] = self.extra["creditsApplied"]
+            out["amountDue"] = self.amount_due
+        return out
 
 
 def with_document(inv: Invoice, doc: Mapping[str, Any]) -> Invoice:
@@ -160,6 +164,8 @@ def with_document(inv: Invoice, doc: Mapping[str, Any]) -> Invoice:
             "issuer": doc.get("issuer"),
             "priceBookDigest": doc.get("priceBookDigest"),
             "nominalPeriod": doc.get("nominalPeriod"),
+            "creditsApplied": doc.get("creditsApplied"),
+            "amountDue": doc.get("amountDue"),
         },
     )
 

@@ -17,7 +17,8 @@ from datetime import date
 from .._core.errors import InputError, StateError
 from ..config.settings import Settings
 from ..periods import Period, Subscription, billing_periods
-from ..rating import LedgerEntry, Line, rate_period
+from ..rating import LedgerEntry, Line, PeriodRating, SegmentState, rate_period
+from ..rating.discounts import discount_lines
 from ..rating.plans import PriceBook, totals
 from .model import Rated
 from .planner import PlannedInvoice
@@ -65,6 +66,25 @@ def plan_requested(
     return out
 
 
+def rate_discounted(
+    settings: Settings,
+    book: PriceBook,
+    workspace_id: str,
+    period: Period,
+    segments: Sequence[SegmentState],
+    *,
+    late: bool = False,
+) -> PeriodRating:
+    """A period's differences (:func:`~billing_batch.rating.rate_period`) followed by the
+    workspace's discount lines on them (:mod:`billing_batch.rating.discounts`)."""
+    account = book.account(workspace_id)
+    rated = rate_period(
+        period, segments, book=book, metrics=settings.metrics, currency=account.currency, late=late
+    )
+    off = discount_lines(period, rated.lines, account.discounts, account.currency, late=late)
+    return PeriodRating(lines=rated.lines + tuple(off), entries=rated.entries)
+
+
 def rate_planned(
     settings: Settings, book: PriceBook, positions: Positions, item: PlannedInvoice
 ) -> Rated:
@@ -84,14 +104,7 @@ def rate_planned(
                 f"{period.start}..{period.end} that are not its segments now; see "
                 "`billing-batch audit`"
             )
-        rated = rate_period(
-            period,
-            pos.segments,
-            book=book,
-            metrics=settings.metrics,
-            currency=account.currency,
-            late=late,
-        )
+        rated = rate_discounted(settings, book, ws, period, pos.segments, late=late)
         lines += rated.lines
         entries += rated.entries
     sums = totals([x.amount for x in lines], account.tax_rate, account.currency)
@@ -111,4 +124,4 @@ def rate_planned(
     )
 
 
-__all__ = ["period_for", "plan_requested", "rate_planned"]
+__all__ = ["period_for", "plan_requested", "rate_discounted", "rate_planned"]

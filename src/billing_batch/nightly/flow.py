@@ -29,6 +29,7 @@ from .steps import (
     close_periods,
     default_run_date,
     deliver_webhooks,
+    expire_credits,
     expire_snapshots,
     ingest_step,
     mirror_step,
@@ -136,6 +137,11 @@ def reconcile_task(settings: Settings, run_date: date) -> StepResult:
     return _run_step(lambda: reconcile_step(settings, run_date), "reconciling with Stripe")
 
 
+@task(name="expire-credits", cache_policy=NO_CACHE)
+def credits_task(settings: Settings, run_date: date) -> StepResult:
+    return _run_step(lambda: expire_credits(settings, run_date))
+
+
 @task(name="deliver-webhooks", cache_policy=NO_CACHE)
 def webhooks_task(settings: Settings) -> StepResult:
     return _run_step(lambda: deliver_webhooks(settings), "delivering webhooks")
@@ -176,6 +182,7 @@ def nightly(
             invoices = _step(invoices_task(run_settings, day))
             summary.steps.append(invoices)
             snapshot = invoices.counts.get("lake_snapshot")
+            summary.steps.append(_step(credits_task(run_settings, day)))
             summary.steps.append(_step(audit_task(run_settings, day, snapshot, summary.run_id)))
             summary.steps.append(_step(_documents(settings, run_settings)))
             # analysts see the new invoices before the (possibly long) payment steps

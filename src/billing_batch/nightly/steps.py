@@ -388,6 +388,18 @@ def reconcile_step(settings: Settings, run_date: date) -> StepResult:
     return step
 
 
+def expire_credits(settings: Settings, run_date: date) -> StepResult:
+    """Prepaid credit grants that expired before ``run_date`` lose what is left (after
+    the run's invoices drew from them: invoicing runs first)."""
+    from ..invoicing.credits import expire_credits as expire
+
+    gone = expire(settings, run_date, now=issue_time(run_date))
+    return StepResult(
+        "expire_credits",
+        counts={"grants_expired": len(gone), "expired_grants": [g.id for g in gone]},
+    )
+
+
 def deliver_webhooks(settings: Settings) -> StepResult:
     from ..webhooks.delivery import deliver
 

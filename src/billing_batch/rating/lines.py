@@ -10,7 +10,19 @@ from typing import Any, Literal
 
 #: Line kinds: a period's own charges, and differences of an earlier, already invoiced
 #: period carried on a later invoice (docs/billing-rules.md §7).
-LineKind = Literal["usage", "base_fee", "minimum", "late_usage", "late_base_fee", "late_minimum"]
+#: Discounts (rating.discounts) are lines too, with negative amounts, before tax;
+#: ``adjustment`` lines are a rerate's debit invoice's (invoicing.rerate).
+LineKind = Literal[
+    "usage",
+    "base_fee",
+    "minimum",
+    "late_usage",
+    "late_base_fee",
+    "late_minimum",
+    "discount",
+    "late_discount",
+    "adjustment",
+]
 LINE_KINDS: tuple[str, ...] = (
     "usage",
     "base_fee",
@@ -18,6 +30,9 @@ LINE_KINDS: tuple[str, ...] = (
     "late_usage",
     "late_base_fee",
     "late_minimum",
+    "discount",
+    "late_discount",
+    "adjustment",
 )
 
 #: What a ledger entry records: usage units of a metric, or days of a fixed charge.

@@ -19,6 +19,7 @@ from typing import Any
 
 from .._core import jsonutil, money
 from .._core.errors import PriceBookError
+from .discounts import Discount
 from .prices import PRECISION, Charge, MetricPrice
 
 ZERO = Decimal(0)
@@ -82,9 +83,11 @@ class Account:
     net_terms_days: int
     #: False for a workspace the price book does not list (defaults applied).
     listed: bool = True
+    #: Negotiated discounts (rating.discounts), by name.
+    discounts: tuple[Discount, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "plan": self.plan,
             "currency": self.currency,
             "tax_rate": self.tax_rate,
@@ -95,6 +98,9 @@ class Account:
             "default_payment_method": self.default_payment_method,
             "net_terms_days": self.net_terms_days,
         }
+        if self.discounts:  # only when present: books without discounts keep their digest
+            out["discounts"] = {d.name: d.to_dict() for d in self.discounts}
+        return out
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ MIRRORED: tuple[str, ...] = (
     "invoice_lines",
     "invoice_status_history",
     "billing_ledger",
+    "credit_grants",
+    "credit_ledger",
     "audit_runs",
     "audit_findings",
     "payment_attempts",

@@ -35,11 +35,15 @@ from typing import Any
 from .._core.errors import LakeError
 from ..config.settings import SQL_DIR, Settings
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Migrations of an existing store, by the version they lead to
 #: (``sql/state/migrations/<name>.sql``); ``schema.sql`` (idempotent) runs after them.
-MIGRATIONS: dict[int, str] = {2: "002_billing_ledger", 3: "003_credit_notes"}
+MIGRATIONS: dict[int, str] = {
+    2: "002_billing_ledger",
+    3: "003_credit_notes",
+    4: "004_price_books_credits",
+}
 
 
 class StateConnection(sqlite3.Connection):
