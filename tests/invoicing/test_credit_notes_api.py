@@ -8,8 +8,8 @@ from pathlib import Path
 from billing_batch.api import create_app
 from billing_batch.config.settings import Settings
 from billing_batch.invoicing.service import get_invoice
-from tests.invoicing.test_credit_notes import _seed_invoice
 from tests.api.test_api import KEY_A, AppClient, with_keys
+from tests.invoicing.test_credit_notes import _seed_invoice
 
 
 def test_issue_get_list_over_http(settings: Settings, tmp_path: Path) -> None:

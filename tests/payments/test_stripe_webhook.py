@@ -19,10 +19,10 @@ from billing_batch.invoicing import service as invoices
 from billing_batch.invoicing.credit_notes import issue_credit_note
 from billing_batch.payments import refunds
 from billing_batch.storage import state
+from tests.api.test_api import AppClient, with_keys
 from tests.fake_stripe import FakeStripe, FakeStripeHTTPClient
 from tests.fake_stripe_refunds import sign
 from tests.payments.support import attempts, make_invoice, outbox, pay
-from tests.api.test_api import AppClient, with_keys
 
 SECRET = "whsec_test_0123456789abcdef"
 URL = "/v1/billing/stripe/webhook"

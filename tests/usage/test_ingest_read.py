@@ -11,7 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from billing_batch.usage.ingest_read import FileStats, read_lines, reread_lines, scan_file
+from billing_batch.usage.ingest_read import FileStats, read_lines
+from billing_batch.usage.ingest_scan import reread_lines, scan_file
 
 
 def _lines(n: int, seed: int) -> list[str]:

@@ -34,7 +34,8 @@ import pyarrow as pa
 from .._core.errors import IngestError, LakeError
 from ..config.settings import IngestSettings, Settings
 from ..storage.sqlfiles import load_sql, run_query, run_sql
-from .ingest_read import FileStats, Scan, is_gzip, prefetch, read_lines, reread_lines, scan_file
+from .ingest_read import FileStats, is_gzip, prefetch, read_lines
+from .ingest_scan import Scan, reread_lines, scan_file
 
 #: Staged lines of one ingest that took the rule chain: accepted ones typed (``reason``
 #: NULL), rejected ones with their reason and raw text. ``id_hash`` = hash(workspace_id,
