@@ -160,3 +160,37 @@ def test_cli_grant_list_balance(home: Path, settings: object) -> None:
     assert [x["id"] for x in cli("list", "--workspace", "ws_a")] == [g["id"]]  # type: ignore[index,union-attr]
     assert cli("balance", "ws_a", "--on", "2024-07-01")["balances"] == {}  # type: ignore[index]
     assert cli("balance", "ws_a", "--on", "2024-06-30")["balances"] == {"USD": D("25.00")}  # type: ignore[index]
+
+
+KEY = "sk_test_credits"
+
+
+@pytest.mark.parametrize(("granted", "charged_minor"), [("100.00", 39500), ("495.00", None)])
+def test_stripe_charges_the_amount_due(
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    granted: str,
+    charged_minor: int | None,
+) -> None:
+    from billing_batch.payments.charging import pay_invoice
+    from tests.fake_stripe import FakeStripe, FakeStripeHTTPClient
+
+    settings = book_settings(home, monkeypatch)
+    monkeypatch.setenv("STRIPE_API_KEY", KEY)
+    load(settings, tmp_path, seed_usage())
+    grant_credit(settings, "ws_123", D(granted), "USD", effective_on=date(2024, 1, 1), now=NOW)
+    draft = create_invoice(settings, "ws_123", *JAN, now=NOW)
+    inv = finalize_invoice(settings, draft.id, now=NOW, render=False)
+    assert inv.total == D("495.00") and inv.amount_due == D("495.00") - D(granted)
+    fake = FakeStripe(api_key=KEY)
+    result = pay_invoice(
+        settings, inv.id, payment_method="pm_card_visa", http_client=FakeStripeHTTPClient(fake)
+    )
+    assert result.succeeded and result.invoice is not None
+    assert result.invoice.status == "paid"
+    charges = fake.charges_for(inv.id)
+    if charged_minor is None:  # paid by credits: Stripe is never called
+        assert charges == [] and result.amount_minor == 0
+    else:
+        assert [(c.amount, c.currency) for c in charges] == [(charged_minor, "usd")]
