@@ -182,7 +182,7 @@ def test_stripe_charges_the_amount_due(
     grant_credit(settings, "ws_123", D(granted), "USD", effective_on=date(2024, 1, 1), now=NOW)
     draft = create_invoice(settings, "ws_123", *JAN, now=NOW)
     inv = finalize_invoice(settings, draft.id, now=NOW, render=False)
-    assert inv.total == D("495.00") and inv.amount_due == D("495.00") - D(granted)
+    assert inv.total == D("495.00") and inv.due == D("495.00") - D(granted)
     fake = FakeStripe(api_key=KEY)
     result = pay_invoice(
         settings, inv.id, payment_method="pm_card_visa", http_client=FakeStripeHTTPClient(fake)
