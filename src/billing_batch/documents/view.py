@@ -207,7 +207,7 @@ def _parties(issuer: Any, bill_to: Any, workspace: str) -> dict[str, dict[str, s
 
 
 def _amount_due(doc: Mapping[str, Any], currency: str) -> dict[str, str]:
-    """"Credits applied" and "Amount due" rows, when the amount due is not the total
+    """The rows "Credits applied" and "Amount due", when the amount due is not the total
     (the customer balance applied at finalization; docs/credit-notes.md)."""
     if doc.get("amountDue") is None:
         return {}
