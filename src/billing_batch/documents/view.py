@@ -207,7 +207,7 @@ def _parties(issuer: Any, bill_to: Any, workspace: str) -> dict[str, dict[str, s
 
 
 def _amount_due(doc: Mapping[str, Any], currency: str) -> dict[str, str]:
-    """ "Credits applied" and "Amount due" rows, when the amount due is not the total
+    """The rows "Credits applied" and "Amount due", when the amount due is not the total
     (the customer balance applied at finalization; docs/credit-notes.md)."""
     if doc.get("amountDue") is None:
         return {}
@@ -270,23 +270,6 @@ def build_view(doc: Mapping[str, Any]) -> dict[str, Any]:
         "payment": _payment_view(doc, status, due),
         "price_book_version": display_text(doc.get("priceBookVersion")),
         "snapshot": display_text(doc.get("lakeSnapshotId")),
-    }
-
-
-def _credits_view(doc: Mapping[str, Any], currency: str) -> dict[str, str | None]:
-    """The "Credits applied" and "Amount due" rows, when prepaid credits paid part of it."""
-    applied = doc.get("creditsApplied")
-    if not applied:
-        return {"credits_applied": None, "amount_due": None}
-    if not isinstance(applied, Sequence) or isinstance(applied, (str, bytes)):
-        raise RenderError("invoice: creditsApplied must be a list")
-    total = sum(
-        (_dec(_field(x, "amount", "creditsApplied"), "creditsApplied.amount") for x in applied),
-        Decimal(0),
-    )
-    return {
-        "credits_applied": money.format_money(-total, currency),
-        "amount_due": money.format_money(_dec(_field(doc, "amountDue"), "amountDue"), currency),
     }
 
 
