@@ -1,6 +1,7 @@
 # billing-batch: the two commands of the README.
 #   make demo   set up everything, then close a sample month end to end
 #   make test   set up everything, then lint, type-check and run the tests
+#   make test-scale   the 'scale' tests: a throwaway PostgreSQL (state, lake catalog, locks)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ BB := $(VENV)/bin/billing-batch
 DEMO_HOME ?= $(CURDIR)/billing-data
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup system-deps lint typecheck pytest bench clean
+.PHONY: demo test test-scale setup system-deps lint typecheck pytest bench clean
 
 demo: setup
 	@BILLING_HOME=$(DEMO_HOME) bash scripts/demo.sh
@@ -18,7 +19,8 @@ test: setup lint typecheck pytest
 
 setup: system-deps $(STAMP)
 
-# Debian packages: WeasyPrint's fast font subsetting, and pdftotext for PDF checks.
+# Debian packages: WeasyPrint's fast font subsetting, pdftotext for PDF checks, and
+# PostgreSQL for the scale tests' throwaway cluster.
 system-deps:
 	@bash scripts/system-deps.sh
 
@@ -37,6 +39,11 @@ typecheck:
 
 pytest:
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+
+# The tests marked 'scale' (left out of the default run): each test process starts its
+# own PostgreSQL cluster in a temporary folder (initdb, 127.0.0.1, a free port) and stops it.
+test-scale: setup
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile -m scale
 
 bench: setup
 	$(PY) benchmarks/bench_ingest.py

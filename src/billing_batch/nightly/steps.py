@@ -42,7 +42,7 @@ from ..invoicing.model import Invoice
 from ..invoicing.publish import publish_invoice_files
 from ..invoicing.service import invoice_closed_periods
 from ..storage import state as store
-from ..storage.locking import file_lock
+from ..storage.locking import named_lock
 
 
 def default_run_date(now: datetime | None = None) -> date:
@@ -54,9 +54,10 @@ def default_run_date(now: datetime | None = None) -> date:
 def run_lock(settings: Settings) -> Iterator[None]:
     """Only one nightly run at a time: the second one fails at once (LockedError).
     Re-entrant within this process: ``billing-batch run`` takes it before Prefect starts,
-    the flow takes it again (a scheduled run has only the flow's)."""
-    lock = settings.locks_dir / "run.lock"
-    with file_lock(lock, timeout=0, what="nightly run", scope="process"):
+    the flow takes it again (a scheduled run has only the flow's). With the state on
+    PostgreSQL it is an advisory lock there, so runs on different machines exclude each
+    other too (:func:`..storage.locking.named_lock`)."""
+    with named_lock(settings, "run", timeout=0, what="nightly run", scope="process"):
         yield
 
 

@@ -37,7 +37,7 @@ import duckdb
 
 from .._core.errors import InputError, LakeError
 from ..config.settings import SQL_DIR, Settings
-from .locking import file_lock
+from .locking import named_lock
 
 #: The alias the job attaches the lake under (analysts may pick their own).
 LAKE = "lake"
@@ -427,14 +427,24 @@ class Lake:
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [LAKE]
             ).fetchall()
         }
+        if all(t in existing for t in TABLES) and not self._views_to_refresh(con):
+            return
+        with self.write_lock():
+            # again under the lock: another process (machine) may have just created them
+            self._create_schema(con)
+
+    def _create_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        existing = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [LAKE]
+            ).fetchall()
+        }
         missing = [t for t in TABLES if t not in existing]
         views = self._views_to_refresh(con)
         if not missing and not views:
             return
-        with (
-            self.write_lock(),
-            self.transaction(con, "schema", {"created": missing, "views": list(views)}),
-        ):
+        with self.transaction(con, "schema", {"created": missing, "views": list(views)}):
             for table in missing:
                 con.execute(load_sql(f"schema/{table}"))
             for name, text in views.items():
@@ -465,7 +475,8 @@ class Lake:
     @contextmanager
     def write_lock(self, *, timeout: float | None = None) -> Iterator[None]:
         wait = self.settings.ingest.lock_timeout_seconds if timeout is None else timeout
-        with file_lock(self.settings.locks_dir / "lake.lock", timeout=wait, what="lake write"):
+        # across machines (a PostgreSQL advisory lock) when the catalog is on PostgreSQL
+        with named_lock(self.settings, "lake", timeout=wait, what="lake write"):
             yield
 
     @contextmanager
