@@ -14,10 +14,10 @@ import stripe
 
 from billing_batch import payments
 from billing_batch._core.jsonutil import loads
+from billing_batch.config import price_book as pricing
 from billing_batch.config.settings import Settings
 from billing_batch.invoicing import service as invoices
 from billing_batch.payments.attempts import PaymentResult
-from billing_batch.rating import prices as pricing
 from billing_batch.storage import state as store
 from tests.fake_stripe import FakeStripeHTTPClient
 

@@ -13,7 +13,6 @@ history row and its event in the outbox (atomically with the change):
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from .._core.errors import BillingError, StateError
 from .._core.ids import new_id
 from ..config.settings import Settings
 from ..rating.plans import PriceBook
+from ..storage.state import StateConnection
 from ..webhooks.outbox import record_event
 from . import ledger, store
 from .model import STATUS_EVENTS, TRANSITIONS, Invoice, Rated, with_document
@@ -53,7 +53,7 @@ def build_document(settings: Settings, inv: Invoice, rated: Rated) -> dict[str, 
     return doc
 
 
-def emit(con: sqlite3.Connection, type_: str, inv: Invoice, at: datetime) -> None:
+def emit(con: StateConnection, type_: str, inv: Invoice, at: datetime) -> None:
     """The invoice's event, in the caller's transaction: the payload is the invoice JSON
     as of the change, timestamped with the change's (business) time ``at``."""
     record_event(
@@ -67,7 +67,7 @@ def emit(con: sqlite3.Connection, type_: str, inv: Invoice, at: datetime) -> Non
     )
 
 
-def _check_draftable(con: sqlite3.Connection, rated: Rated) -> Invoice | None:
+def _check_draftable(con: StateConnection, rated: Rated) -> Invoice | None:
     """The period's live draft (None: no live invoice); refused when it has a finalized
     invoice or overlaps another live invoice."""
     p = rated.period
@@ -120,9 +120,7 @@ def _draft(rated: Rated, existing: Invoice | None, now: datetime) -> Invoice:
     )
 
 
-def store_draft(
-    settings: Settings, con: sqlite3.Connection, rated: Rated, now: datetime
-) -> Invoice:
+def store_draft(settings: Settings, con: StateConnection, rated: Rated, now: datetime) -> Invoice:
     """Insert or refresh the draft of (workspace, period), inside the caller's transaction."""
     existing = _check_draftable(con, rated)
     inv = _draft(rated, existing, now)
@@ -136,7 +134,7 @@ def store_draft(
 
 
 def finalize_draft(
-    settings: Settings, con: sqlite3.Connection, draft: Invoice, rated: Rated, now: datetime
+    settings: Settings, con: StateConnection, draft: Invoice, rated: Rated, now: datetime
 ) -> Invoice:
     """Number, issue and freeze a draft (status ``open``), inside the caller's transaction."""
     if draft.status != "draft":
@@ -163,7 +161,7 @@ def finalize_draft(
 
 def issue(
     settings: Settings,
-    con: sqlite3.Connection,
+    con: StateConnection,
     book: PriceBook,
     positions: Positions,
     item: PlannedInvoice,
@@ -188,7 +186,7 @@ def issue(
 
 
 def transition(
-    con: sqlite3.Connection,
+    con: StateConnection,
     invoice_id: str,
     to_status: str,
     *,

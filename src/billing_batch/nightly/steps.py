@@ -276,15 +276,7 @@ def publish_files(settings: Settings, processes: int | None = None) -> StepResul
 def uncharged_invoices(settings: Settings) -> list[str]:
     """Open or overdue invoices without any payment attempt yet."""
     with store.opened(settings) as con:
-        return [
-            r[0]
-            for r in con.execute(
-                "SELECT i.id FROM invoices AS i WHERE i.status IN ('open', 'overdue') "
-                "AND i.total_minor > 0 "
-                "AND NOT EXISTS (SELECT 1 FROM payment_attempts AS a WHERE a.invoice_id = i.id) "
-                "ORDER BY i.number"
-            )
-        ]
+        return [r[0] for r in store.query(con, "payments/uncharged_invoices")]
 
 
 def charge(settings: Settings, run_date: date) -> StepResult:
@@ -442,16 +434,16 @@ def write_summary(settings: Settings, summary: RunSummary) -> Path:
         summary_path(settings, summary.run_date, summary.run_id), text + "\n"
     )
     with store.opened(settings) as con, store.transaction(con):
-        con.execute(
-            "INSERT OR REPLACE INTO runs (run_id, run_date, started_at, finished_at, status, "
-            "summary) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                summary.run_id,
-                summary.run_date.isoformat(),
-                clock.ts(summary.started_at),
-                clock.ts(summary.finished_at),
-                summary.status,
-                text,
-            ),
+        store.query(
+            con,
+            "runs/record_run",
+            {
+                "run_id": summary.run_id,
+                "run_date": summary.run_date.isoformat(),
+                "started_at": clock.ts(summary.started_at),
+                "finished_at": clock.ts(summary.finished_at),
+                "status": summary.status,
+                "summary": text,
+            },
         )
     return target

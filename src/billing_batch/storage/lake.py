@@ -38,6 +38,7 @@ import duckdb
 from .._core.errors import InputError, LakeError
 from ..config.settings import SQL_DIR, Settings
 from .locking import named_lock
+from .mirror import state_view_sql
 
 #: The alias the job attaches the lake under (analysts may pick their own).
 LAKE = "lake"
@@ -694,11 +695,16 @@ def analyst_session_sql(settings: Settings, *, alias: str = "billing") -> list[s
         "SET autoinstall_known_extensions = false",
         "SET autoload_known_extensions = false",
     ]
-    statements += [f"LOAD {ext}" for ext in _required_extensions(s.catalog_url, s.data_path)]
+    exts = _required_extensions(s.catalog_url, s.data_path)
+    if s.state_on_postgres and "postgres_scanner" not in exts:
+        exts.append("postgres_scanner")
+    statements += [f"LOAD {ext}" for ext in exts]
     statements += [
         f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS {alias} (READ_ONLY)",
         f"USE {alias}",
         "SET TimeZone = 'UTC'",
+        # the state on PostgreSQL: read in place (attached read-only, one view per table)
+        *state_view_sql(s),
         f"SET allowed_directories = [{sql_literal(data)}]",
         "SET enable_external_access = false",
         "SET lock_configuration = true",

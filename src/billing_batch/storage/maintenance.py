@@ -25,9 +25,7 @@ from .lake import Expiry, Lake
 def pinned_snapshots(settings: Settings) -> set[int]:
     """The lake snapshots invoices were rated at: never expired."""
     with store.opened(settings) as con:
-        rows = con.execute(
-            "SELECT DISTINCT lake_snapshot_id FROM invoices WHERE lake_snapshot_id IS NOT NULL"
-        ).fetchall()
+        rows = store.query(con, "invoicing/pinned_snapshots").fetchall()
     return {int(r[0]) for r in rows}
 
 

@@ -20,7 +20,6 @@ Events (``type`` → ``data``):
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
@@ -32,6 +31,7 @@ from .._core.jsonutil import dumps
 from ..config.settings import Settings
 from ..storage import state as store
 from ..storage.lake import Lake, run_sql
+from ..storage.state import StateConnection
 
 EVENT_TYPES: tuple[str, ...] = (
     "billing.usage.recorded",
@@ -51,7 +51,7 @@ def event_id(type_: str, subject_id: str, discriminator: str = "") -> str:
 
 
 def record_event(
-    con: sqlite3.Connection,
+    con: StateConnection,
     type_: str,
     *,
     subject_id: str,
