@@ -34,7 +34,7 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO billing_anal
 """
 
 
-def sql(settings: Settings, query: str) -> list[dict[str, Any]]:
+def sql(settings: Settings, query: str, *, ok: bool = True) -> Any:
     env = {**os.environ, "BILLING_HOME": str(settings.home)}
     env.update(
         BILLING_STATE_URL=settings.state.url,
@@ -48,6 +48,8 @@ def sql(settings: Settings, query: str) -> list[dict[str, Any]]:
         text=True,
         timeout=300,
     )
+    if not ok:
+        return done
     assert done.returncode == 0, done.stderr
     rows: list[dict[str, Any]] = json.loads(done.stdout)
     return rows
@@ -119,3 +121,8 @@ def test_the_analyst_role_cannot_write(pg_state: Settings) -> None:
         assert con.execute("SELECT count(*) FROM invoices").fetchone()[0] > 0  # type: ignore[index]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             con.execute("DELETE FROM invoices")
+    # and the sandbox refuses the extension's pass-through functions before PostgreSQL
+    refused = sql(pg_state, "SELECT * FROM postgres_execute('state', 'SELECT 1')", ok=False)
+    assert refused.returncode != 0 and "not allowed" in refused.stderr
+    with store.opened(pg_state) as con:
+        assert con.execute("SELECT count(*) FROM invoices").fetchone()[0] > 0
