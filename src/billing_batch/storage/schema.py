@@ -10,13 +10,17 @@ run the SQL files of ``sql/state`` (the schema stays readable SQL, one file per 
 * ``NNNN``: ``sql/state/migrations/NNN_<name>.sql`` (``state.MIGRATIONS``), then
   ``schema.sql`` again (idempotent).
 
+A new store gets ``schema.sql`` (the current schema) and is stamped at the head, as
+before Alembic: a migration runs only on a store that was at the revision before it.
+
 The one dialect difference is rewritten here, for PostgreSQL only
 (:func:`portable_ddl`): ``INTEGER PRIMARY KEY AUTOINCREMENT`` becomes an identity
 column and ``INTEGER`` is ``BIGINT`` (amounts in minor units outgrow 32 bits).
 
 **When**: :func:`upgrade`, called by :func:`.state.connect` at every open (a check of
-one row once per process and store), upgrades under the state's write lock, so two
-processes opening a store at once migrate it once. A SQLite store made before Alembic
+one row once per process and store; then, on SQLite, of ``PRAGMA user_version``),
+upgrades under the state's write lock, so two processes opening a store at once migrate
+it once. A SQLite store made before Alembic
 (``PRAGMA user_version`` 1 or 2) is stamped with the revision of its version first,
 then upgraded: nothing is re-run on it.
 """
@@ -103,11 +107,15 @@ def current_revision(con: StateConnection) -> str | None:
     return MigrationContext.configure(con.sa).get_current_revision()
 
 
+def _user_version(con: StateConnection) -> int:
+    return int(con.execute("PRAGMA user_version").fetchone()[0])
+
+
 def _legacy_revision(con: StateConnection) -> str | None:
     """The revision a pre-Alembic SQLite store is at (from ``PRAGMA user_version``)."""
     if con.is_postgres:
         return None
-    version = int(con.execute("PRAGMA user_version").fetchone()[0])
+    version = _user_version(con)
     return f"{version:04d}" if version > 0 else None
 
 
@@ -117,8 +125,9 @@ def upgrade(con: StateConnection) -> None:
 
     key = state_url(con.settings)
     with _guard:
-        if key in _current_stores:
-            return
+        known = key in _current_stores
+    if known and (con.is_postgres or _user_version(con) == SCHEMA_VERSION):
+        return  # (a SQLite file may have been replaced since: its version says so)
     target = head()
     if current_revision(con) != target:
         with transaction(con):
@@ -145,6 +154,13 @@ def _run(con: StateConnection, current: str | None, target: str) -> None:
 
     with EnvironmentContext(config, script, fn=steps, destination_rev=target) as env:
         env.configure(connection=con.sa, target_metadata=None, transactional_ddl=False)
+        if current is None and legacy is None:
+            # a new store: the whole schema at once, stamped at the head (a migration is
+            # written against the schema before it: ALTER TABLE ... ADD COLUMN would fail
+            # on a schema.sql that already has the column)
+            run_script(con.sa, "schema")
+            env.get_context().stamp(script, target)
+            return
         if legacy is not None:
             env.get_context().stamp(script, legacy)
         env.run_migrations()
