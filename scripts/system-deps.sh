@@ -2,8 +2,9 @@
 # Install the Debian packages billing-batch needs, if any is missing:
 #   libharfbuzz-subset0  WeasyPrint's font subsetting (without it: a warning and ~5x slower PDFs)
 #   poppler-utils        pdftotext/pdftoppm, to read PDFs back in tests
+#   postgresql           initdb/postgres for the scale tests' throwaway cluster (make test-scale)
 set -euo pipefail
-pkgs=(libharfbuzz-subset0 poppler-utils)
+pkgs=(libharfbuzz-subset0 poppler-utils postgresql)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,7 @@
-"""Migration 2 -> 3 on a real version-2 store (schema_v2.sql: the schema before it, as
-released): new tables for price-book versions and prepaid credits, the live-period index
-that leaves debit invoices aside, existing invoices untouched, and a second open is a
-no-op."""
+"""Migrations 2 -> 4 on a real version-2 store (schema_v2.sql: the schema as released):
+stamped at Alembic revision 0002, then upgraded: credit notes and invoices' amount due
+(0003), price-book versions, prepaid credits and the live-period index that leaves debit
+invoices aside (0004); existing invoices untouched, and a second open is a no-op."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ from billing_batch.config.settings import Settings
 from billing_batch.storage import state
 
 V2 = Path(__file__).with_name("schema_v2.sql")
+
+
+def _revision(con: state.StateConnection) -> str:
+    (row,) = con.execute("SELECT version_num FROM alembic_version").fetchall()
+    return str(row[0])
 
 
 def test_a_version_2_store_migrates(settings: Settings) -> None:
@@ -29,9 +34,11 @@ def test_a_version_2_store_migrates(settings: Settings) -> None:
     con.commit()
     con.close()
     with state.opened(settings) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == state.SCHEMA_VERSION == 4
+        assert _revision(con) == f"{state.SCHEMA_VERSION:04d}" == "0004"
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"price_book_versions", "credit_grants", "credit_ledger"} <= tables
+        assert {"price_book_versions", "credit_grants", "credit_ledger", "credit_notes"} <= tables
+        columns = {r[1] for r in con.execute("PRAGMA table_info(invoices)")}
+        assert {"amount_due", "dispute_id"} <= columns
         (index,) = con.execute(
             "SELECT sql FROM sqlite_master WHERE name = 'invoices_live_period'"
         ).fetchone()
@@ -39,4 +46,4 @@ def test_a_version_2_store_migrates(settings: Settings) -> None:
         rows = con.execute("SELECT id, status FROM invoices").fetchall()
         assert [tuple(r) for r in rows] == [("inv_1", "open")]
     with state.opened(settings) as con:  # opening again migrates nothing
-        assert con.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert _revision(con) == "0004"

@@ -78,6 +78,19 @@ class LakeSettings(Model):
     orphan_min_age_hours: float = Field(default=1.0, ge=0)
 
 
+class StateSettings(Model):
+    #: Where the transactional state lives: ``""`` means the SQLite file ``[paths] state``
+    #: (the default); or a SQLAlchemy URL of a PostgreSQL database,
+    #: ``postgresql+psycopg://billing@db.internal:5432/billing`` (needs the ``scale``
+    #: extra). Never put the password here: libpq reads ``PGPASSWORD`` (or ``~/.pgpass``).
+    #: With a PostgreSQL state the nightly run lock is a PostgreSQL advisory lock (it
+    #: works across machines); with SQLite it is a file lock under ``[paths] locks``.
+    url: str = ""
+    #: The read-only PostgreSQL role analysts read the state in place with
+    #: (``billing-batch analyst-init``; docs/analysts.md). Unused with SQLite.
+    analyst_role: str = "billing_analyst"
+
+
 class IngestSettings(Model):
     #: Bytes read per chunk: bounds memory whatever the file size.
     chunk_bytes: int = 32 * 1024 * 1024
@@ -212,6 +225,7 @@ class Settings(Model):
     config_file: Path | None = None
     paths: PathsSettings = Field(default_factory=PathsSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     metrics: dict[str, MetricDef] = Field(default_factory=lambda: dict(DEFAULT_METRICS))
     #: Path of the price book TOML; empty = the built-in default price book.
@@ -253,6 +267,16 @@ class Settings(Model):
     @property
     def state_path(self) -> Path:
         return self._path(self.paths.state)
+
+    @property
+    def state_on_postgres(self) -> bool:
+        """Whether the state store is a PostgreSQL database (``[state] url``)."""
+        return self.state.url.startswith(("postgresql", "postgres:"))
+
+    @property
+    def catalog_on_postgres(self) -> bool:
+        """Whether the lake's DuckLake catalog is a PostgreSQL database."""
+        return self.catalog_url.startswith(("postgres:", "postgresql:"))
 
     @property
     def locks_dir(self) -> Path:
@@ -351,6 +375,7 @@ class Settings(Model):
 _SECTIONS: dict[str, type[Model]] = {
     "paths": PathsSettings,
     "lake": LakeSettings,
+    "state": StateSettings,
     "ingest": IngestSettings,
     "invoices": InvoiceSettings,
     "payments": PaymentSettings,

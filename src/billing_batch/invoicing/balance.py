@@ -15,7 +15,6 @@ Every move has a stable id (its source), so a rerun writes nothing twice.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -25,6 +24,7 @@ from .._core import clock
 from .._core.ids import stable_id
 from ..config.settings import Settings
 from ..storage import state
+from ..storage.state import StateConnection
 from . import credits
 from .model import Invoice
 
@@ -54,7 +54,7 @@ class BalanceMove:
         }
 
 
-def moves(con: sqlite3.Connection, workspace_id: str, currency: str | None) -> list[BalanceMove]:
+def moves(con: StateConnection, workspace_id: str, currency: str | None) -> list[BalanceMove]:
     """The workspace's balance moves (in one currency, or all), oldest first."""
     params = {"workspace_id": workspace_id, "currency": currency}
     return [
@@ -72,7 +72,7 @@ def moves(con: sqlite3.Connection, workspace_id: str, currency: str | None) -> l
     ]
 
 
-def balance_of(con: sqlite3.Connection, workspace_id: str, currency: str) -> Decimal:
+def balance_of(con: StateConnection, workspace_id: str, currency: str) -> Decimal:
     """What the workspace has on account in ``currency`` (exact)."""
     return sum((m.amount for m in moves(con, workspace_id, currency)), Decimal(0))
 
@@ -86,7 +86,7 @@ def get_balance(settings: Settings, workspace_id: str) -> dict[str, Decimal]:
     return out
 
 
-def _insert(con: sqlite3.Connection, move: BalanceMove) -> None:
+def _insert(con: StateConnection, move: BalanceMove) -> None:
     state.query(
         con,
         "credit_notes/insert_balance_transaction",
@@ -104,7 +104,7 @@ def _insert(con: sqlite3.Connection, move: BalanceMove) -> None:
 
 
 def credit_from_note(
-    con: sqlite3.Connection,
+    con: StateConnection,
     *,
     credit_note_id: str,
     workspace_id: str,
@@ -128,13 +128,13 @@ def credit_from_note(
     return move
 
 
-def set_amount_due(con: sqlite3.Connection, invoice_id: str, amount: Decimal, at: datetime) -> None:
+def set_amount_due(con: StateConnection, invoice_id: str, amount: Decimal, at: datetime) -> None:
     """Record what is left to pay on an invoice (inside the caller's transaction)."""
     params = {"id": invoice_id, "amount_due": str(amount), "at": clock.ts(at)}
     state.query(con, "credit_notes/set_invoice_amount_due", params)
 
 
-def apply_balances(con: sqlite3.Connection, invoice: Invoice, now: datetime) -> Invoice:
+def apply_balances(con: StateConnection, invoice: Invoice, now: datetime) -> Invoice:
     """Apply the workspace's balance to a finalizing invoice (inside the transaction
     that finalizes it): its amount due becomes ``total - applied``, where ``applied`` is
     at most the balance and at most the total (an invoice of 0 or less takes nothing).

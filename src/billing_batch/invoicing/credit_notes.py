@@ -16,7 +16,6 @@ applied to the next invoice at finalization.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +27,7 @@ from .._core.ids import new_id
 from .._core.jsonutil import dumps, loads
 from ..config.settings import Settings
 from ..storage import state
+from ..storage.state import Row, StateConnection
 from ..webhooks.outbox import record_event
 from . import store
 from .balance import credit_from_note, set_amount_due
@@ -50,7 +50,7 @@ EVENT = "billing.credit_note.created"
 
 
 # --- reading -----------------------------------------------------------------------------
-def _lines(con: sqlite3.Connection, credit_note_id: str) -> tuple[CreditNoteLine, ...]:
+def _lines(con: StateConnection, credit_note_id: str) -> tuple[CreditNoteLine, ...]:
     rows = state.query(con, "credit_notes/credit_note_lines", {"credit_note_id": credit_note_id})
     return tuple(
         CreditNoteLine(
@@ -66,7 +66,7 @@ def _lines(con: sqlite3.Connection, credit_note_id: str) -> tuple[CreditNoteLine
     )
 
 
-def _from_row(con: sqlite3.Connection, r: sqlite3.Row) -> CreditNote:
+def _from_row(con: StateConnection, r: Row) -> CreditNote:
     doc = loads(r["document"])
     return CreditNote(
         id=r["id"],
@@ -92,7 +92,7 @@ def _from_row(con: sqlite3.Connection, r: sqlite3.Row) -> CreditNote:
     )
 
 
-def load_credit_note(con: sqlite3.Connection, reference: str) -> CreditNote:
+def load_credit_note(con: StateConnection, reference: str) -> CreditNote:
     """The credit note with this id or number (NotFoundError if none)."""
     row = state.query(con, "credit_notes/credit_note_by_reference", {"reference": reference})
     found = row.fetchone()
@@ -122,7 +122,7 @@ def list_credit_notes(
         return [_from_row(con, r) for r in rows]
 
 
-def credited(con: sqlite3.Connection, invoice_id: str) -> Credited:
+def credited(con: StateConnection, invoice_id: str) -> Credited:
     """What the invoice's credit notes credited so far (exact sums)."""
     per_line: dict[int, tuple[Decimal, Decimal]] = {}
     subtotal = Decimal(0)
@@ -140,7 +140,7 @@ def credited(con: sqlite3.Connection, invoice_id: str) -> Credited:
 
 # --- issuing -----------------------------------------------------------------------------
 def _check(
-    settings: Settings, con: sqlite3.Connection, inv: Invoice, reason: str, refund: bool | None
+    settings: Settings, con: StateConnection, inv: Invoice, reason: str, refund: bool | None
 ) -> str:
     """Refusals before anything is written; returns the settlement."""
     name = inv.number or inv.id
@@ -169,7 +169,7 @@ def _check(
     return "refund" if refund else "balance"
 
 
-def _releases(con: sqlite3.Connection, inv: Invoice, computed: Computed) -> list[dict[str, Any]]:
+def _releases(con: StateConnection, inv: Invoice, computed: Computed) -> list[dict[str, Any]]:
     """The negative ledger rows of an order_change credit: per credited line, its ledger
     row (same kind, metric and segment), by the credited units (days) and amount."""
     rows = state.query(con, "credit_notes/invoice_ledger_rows", {"invoice_id": inv.id})
@@ -209,7 +209,7 @@ def _releases(con: sqlite3.Connection, inv: Invoice, computed: Computed) -> list
     return out
 
 
-def _insert(con: sqlite3.Connection, note: CreditNote, document: dict[str, Any]) -> None:
+def _insert(con: StateConnection, note: CreditNote, document: dict[str, Any]) -> None:
     state.query(
         con,
         "credit_notes/insert_credit_note",
@@ -251,7 +251,7 @@ def _insert(con: sqlite3.Connection, note: CreditNote, document: dict[str, Any])
     )
 
 
-def _settle(con: sqlite3.Connection, inv: Invoice, note: CreditNote, now: datetime) -> None:
+def _settle(con: StateConnection, inv: Invoice, note: CreditNote, now: datetime) -> None:
     """The credit's money: the amount due drops (0: paid), a refund is recorded pending
     (sent after the commit), or the balance is credited."""
     if note.settlement == "amount_due":
@@ -275,7 +275,7 @@ def _settle(con: sqlite3.Connection, inv: Invoice, note: CreditNote, now: dateti
 
 
 def _issue(
-    con: sqlite3.Connection,
+    con: StateConnection,
     inv: Invoice,
     *,
     reason: str,

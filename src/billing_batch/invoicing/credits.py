@@ -9,7 +9,6 @@ finalization or an expiry adds nothing.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from datetime import date, datetime
 from decimal import Decimal
@@ -21,12 +20,13 @@ from .._core.ids import check_workspace_id, new_id
 from ..config.settings import Settings
 from ..rating.credits import Draw, Grant, drawdown, expired
 from ..storage import state
+from ..storage.state import StateConnection
 
 ZERO = Decimal(0)
 
 
 def _movement(
-    con: sqlite3.Connection,
+    con: StateConnection,
     grant: Grant,
     kind: str,
     amount: Decimal,
@@ -49,7 +49,7 @@ def _movement(
 
 
 def load_grants(
-    con: sqlite3.Connection,
+    con: StateConnection,
     *,
     workspace_id: str | None = None,
     currency: str | None = None,
@@ -149,13 +149,13 @@ def balances(settings: Settings, workspace_id: str, on: date) -> dict[str, Decim
     return dict(sorted(out.items()))
 
 
-def invoice_draws(con: sqlite3.Connection, invoice_id: str) -> list[Draw]:
+def invoice_draws(con: StateConnection, invoice_id: str) -> list[Draw]:
     rows = state.query(con, "credits/invoice_drawdowns", {"invoice_id": invoice_id})
     return [Draw(r["grant_id"], -Decimal(r["amount"])) for r in rows]
 
 
 def draw_down(
-    con: sqlite3.Connection,
+    con: StateConnection,
     invoice_id: str,
     workspace_id: str,
     currency: str,

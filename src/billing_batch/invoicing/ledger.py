@@ -6,7 +6,6 @@ live finalized invoices (a void releases its rows). See docs/billing-rules.md §
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -15,6 +14,7 @@ from typing import Any
 
 from ..rating import Billed, BilledUsage, LedgerEntry
 from ..storage import state
+from ..storage.state import StateConnection
 from .model import FINALIZED
 
 PeriodKey = tuple[date, date]
@@ -59,7 +59,7 @@ class _Acc:
 BilledByWorkspace = dict[str, dict[PeriodKey, dict[SegmentKey, Billed]]]
 
 
-def _rows(con: sqlite3.Connection, workspace_ids: Collection[str] | None) -> Iterator[Any]:
+def _rows(con: StateConnection, workspace_ids: Collection[str] | None) -> Iterator[Any]:
     """The ledger rows (with their invoice's status) of these workspaces, or of all."""
     if workspace_ids is None:
         yield from state.query(con, "invoicing/ledger_rows", {"workspace_id": None})
@@ -68,9 +68,7 @@ def _rows(con: sqlite3.Connection, workspace_ids: Collection[str] | None) -> Ite
         yield from state.query(con, "invoicing/ledger_rows", {"workspace_id": ws})
 
 
-def billed(
-    con: sqlite3.Connection, workspace_ids: Collection[str] | None = None
-) -> BilledByWorkspace:
+def billed(con: StateConnection, workspace_ids: Collection[str] | None = None) -> BilledByWorkspace:
     """What live finalized invoices billed, per workspace, period and segment (the first
     invoice's plan for a segment is the plan that keeps pricing it)."""
     acc: dict[str, dict[PeriodKey, dict[SegmentKey, _Acc]]] = {}
@@ -89,7 +87,7 @@ def billed(
 
 
 def record(
-    con: sqlite3.Connection, invoice_id: str, workspace_id: str, entries: Sequence[LedgerEntry]
+    con: StateConnection, invoice_id: str, workspace_id: str, entries: Sequence[LedgerEntry]
 ) -> None:
     """Write an invoice's ledger rows (inside the transaction that finalizes it)."""
     state.query_many(

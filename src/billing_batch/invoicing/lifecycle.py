@@ -14,7 +14,6 @@ history row and its event in the outbox (atomically with the change):
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from .._core.errors import BillingError, StateError
 from .._core.ids import new_id
 from ..config.settings import Settings
 from ..rating.plans import PriceBook
+from ..storage.state import StateConnection
 from ..webhooks.outbox import record_event
 from . import ledger, price_books, store
 from .balance import apply_balances
@@ -55,7 +55,7 @@ def build_document(settings: Settings, inv: Invoice, rated: Rated) -> dict[str, 
     return doc
 
 
-def emit(con: sqlite3.Connection, type_: str, inv: Invoice, at: datetime) -> None:
+def emit(con: StateConnection, type_: str, inv: Invoice, at: datetime) -> None:
     """The invoice's event, in the caller's transaction: the payload is the invoice JSON
     as of the change, timestamped with the change's (business) time ``at``."""
     record_event(
@@ -69,7 +69,7 @@ def emit(con: sqlite3.Connection, type_: str, inv: Invoice, at: datetime) -> Non
     )
 
 
-def _check_draftable(con: sqlite3.Connection, rated: Rated) -> Invoice | None:
+def _check_draftable(con: StateConnection, rated: Rated) -> Invoice | None:
     """The period's live draft (None: no live invoice); refused when it has a finalized
     invoice or overlaps another live invoice."""
     p = rated.period
@@ -122,9 +122,7 @@ def _draft(rated: Rated, existing: Invoice | None, now: datetime) -> Invoice:
     )
 
 
-def store_draft(
-    settings: Settings, con: sqlite3.Connection, rated: Rated, now: datetime
-) -> Invoice:
+def store_draft(settings: Settings, con: StateConnection, rated: Rated, now: datetime) -> Invoice:
     """Insert or refresh the draft of (workspace, period), inside the caller's transaction."""
     existing = _check_draftable(con, rated)
     inv = _draft(rated, existing, now)
@@ -138,7 +136,7 @@ def store_draft(
 
 
 def finalize_draft(
-    settings: Settings, con: sqlite3.Connection, draft: Invoice, rated: Rated, now: datetime
+    settings: Settings, con: StateConnection, draft: Invoice, rated: Rated, now: datetime
 ) -> Invoice:
     """Number, issue and freeze a draft (status ``open``), inside the caller's transaction."""
     if draft.status != "draft":
@@ -166,7 +164,7 @@ def finalize_draft(
 
 def issue(
     settings: Settings,
-    con: sqlite3.Connection,
+    con: StateConnection,
     book: PriceBook,
     positions: Positions,
     item: PlannedInvoice,
@@ -192,7 +190,7 @@ def issue(
 
 
 def transition(
-    con: sqlite3.Connection,
+    con: StateConnection,
     invoice_id: str,
     to_status: str,
     *,

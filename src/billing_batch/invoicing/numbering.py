@@ -8,13 +8,12 @@ a draft consumes none, and a rollback gives its number back. The state's writer 
 
 from __future__ import annotations
 
-import sqlite3
-
 from ..config.settings import Settings
 from ..storage import state
+from ..storage.state import StateConnection
 
 
-def next_number(settings: Settings, con: sqlite3.Connection, year: int) -> str:
+def next_number(settings: Settings, con: StateConnection, year: int) -> str:
     """Take the next number of ``year`` (inside the caller's transaction)."""
     row = state.query(con, "invoicing/next_invoice_number", {"year": year}).fetchone()
     return f"{settings.invoices.number_prefix}-{year}-{int(row[0]):06d}"

@@ -9,7 +9,6 @@ nominal period) for all the workspaces that need it, from one connection (one sn
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -30,6 +29,7 @@ from ..rating.plans import PriceBook
 from ..storage import state
 from ..storage.lake import Lake
 from ..storage.sqlfiles import run_sql
+from ..storage.state import StateConnection
 from ..usage.queries import period_quantities
 from . import ledger
 from .ledger import SegmentKey
@@ -81,7 +81,7 @@ def _first_days(
 
 
 def _invoice_statuses(
-    con: sqlite3.Connection, workspace_ids: Collection[str] | None
+    con: StateConnection, workspace_ids: Collection[str] | None
 ) -> dict[tuple[str, date, date], str]:
     """The status of each live invoice, by (workspace, period start, period end)."""
     wanted: list[str | None] = [None] if workspace_ids is None else [*sorted(workspace_ids)]
@@ -128,7 +128,7 @@ def _quantities(
 
 def load_positions(
     lake_con: duckdb.DuckDBPyConnection,
-    state_con: sqlite3.Connection,
+    state_con: StateConnection,
     *,
     book: PriceBook,
     subscriptions: Mapping[str, Sequence[Subscription]],

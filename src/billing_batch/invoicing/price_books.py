@@ -11,7 +11,6 @@ transaction); a known digest is never rewritten.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..config.price_book import default_price_book_text, parse_price_book
 from ..config.settings import Settings
 from ..rating.plans import PriceBook
 from ..storage import state
+from ..storage.state import StateConnection
 
 #: The source name of a book read back from the state.
 STORED_PREFIX = "<stored "
@@ -54,11 +54,11 @@ def book_text(book: PriceBook) -> str:
     return text
 
 
-def is_stored(con: sqlite3.Connection, digest: str) -> bool:
+def is_stored(con: StateConnection, digest: str) -> bool:
     return state.query(con, "price_books/book_by_digest", {"digest": digest}).fetchone() is not None
 
 
-def remember(con: sqlite3.Connection, book: PriceBook, now: datetime) -> bool:
+def remember(con: StateConnection, book: PriceBook, now: datetime) -> bool:
     """Store ``book`` unless its digest is stored already (inside the caller's
     transaction). Returns whether it was stored now."""
     if book.source.startswith(STORED_PREFIX) or is_stored(con, book.digest):
@@ -73,7 +73,7 @@ def remember(con: sqlite3.Connection, book: PriceBook, now: datetime) -> bool:
     return state.query(con, "price_books/insert_book", params).rowcount == 1
 
 
-def stored_book(settings: Settings, con: sqlite3.Connection, digest: str) -> PriceBook | None:
+def stored_book(settings: Settings, con: StateConnection, digest: str) -> PriceBook | None:
     """The stored book with this digest (validated against today's metric catalogue),
     or None when none is stored."""
     row = state.query(con, "price_books/book_by_digest", {"digest": digest}).fetchone()
@@ -95,7 +95,7 @@ class BookVersion:
     first_used_at: datetime
 
 
-def list_books(con: sqlite3.Connection) -> list[BookVersion]:
+def list_books(con: StateConnection) -> list[BookVersion]:
     """The stored versions, oldest first."""
     return [
         BookVersion(r["digest"], r["version"], r["source"], clock.parse_ts(r["first_used_at"]))

@@ -20,7 +20,6 @@ naming it. Issuing twice for the same invoice, book and snapshot is refused.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -37,6 +36,7 @@ from ..rating import Billed, LedgerEntry, Line, PeriodRating, SegmentState
 from ..rating.plans import PriceBook, tax
 from ..storage import state
 from ..storage.lake import Lake
+from ..storage.state import StateConnection
 from ..subscriptions.service import load_subscriptions
 from ..usage.rollup import ensure_fresh
 from . import ledger, price_books, store
@@ -167,7 +167,7 @@ def entry_deltas(old: PeriodRating, new: PeriodRating) -> list[LedgerEntry]:
 
 
 def _books(
-    settings: Settings, con: sqlite3.Connection, inv: Invoice, book_path: Path | None
+    settings: Settings, con: StateConnection, inv: Invoice, book_path: Path | None
 ) -> tuple[PriceBook, bool, PriceBook]:
     new = read_price_book(book_path, metrics=settings.metrics) if book_path else None
     current = load_price_book(settings)
@@ -270,7 +270,7 @@ def _rerate_reference(diff: RerateDiff) -> dict[str, Any]:
     }
 
 
-def _already_issued(con: sqlite3.Connection, diff: RerateDiff) -> Invoice | None:
+def _already_issued(con: StateConnection, diff: RerateDiff) -> Invoice | None:
     ref = _rerate_reference(diff)
     for other in store.select_invoices(
         con, workspace_id=diff.invoice.workspace_id, status=None, limit=100_000

@@ -10,7 +10,6 @@ as JSON.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -21,6 +20,7 @@ from .._core.errors import NotFoundError
 from .._core.jsonutil import dumps, loads
 from ..rating import Line
 from ..storage import state
+from ..storage.state import Row, StateConnection
 from .model import STATUS_STAMPS, Invoice, with_document
 
 
@@ -37,7 +37,7 @@ def _dec(v: Any) -> Decimal | None:
     return None if v is None else Decimal(str(v))
 
 
-def _line_from_row(r: sqlite3.Row) -> Line:
+def _line_from_row(r: Row) -> Line:
     return Line(
         kind=r["kind"],
         description=r["description"],
@@ -53,7 +53,7 @@ def _line_from_row(r: sqlite3.Row) -> Line:
     )
 
 
-def _invoice_from_row(con: sqlite3.Connection, r: sqlite3.Row) -> Invoice:
+def _invoice_from_row(con: StateConnection, r: Row) -> Invoice:
     rows = state.query(con, "invoicing/invoice_lines", {"invoice_id": r["id"]})
     return with_document(
         Invoice(
@@ -92,12 +92,12 @@ def _invoice_from_row(con: sqlite3.Connection, r: sqlite3.Row) -> Invoice:
     )
 
 
-def _one(con: sqlite3.Connection, name: str, params: Mapping[str, Any]) -> Invoice | None:
+def _one(con: StateConnection, name: str, params: Mapping[str, Any]) -> Invoice | None:
     row = state.query(con, name, params).fetchone()
     return _invoice_from_row(con, row) if row is not None else None
 
 
-def load_invoice(con: sqlite3.Connection, invoice_id: str) -> Invoice:
+def load_invoice(con: StateConnection, invoice_id: str) -> Invoice:
     """The invoice with this id (NotFoundError if there is none)."""
     inv = _one(con, "invoicing/invoice_by_id", {"id": invoice_id})
     if inv is None:
@@ -105,7 +105,7 @@ def load_invoice(con: sqlite3.Connection, invoice_id: str) -> Invoice:
     return inv
 
 
-def find_invoice(con: sqlite3.Connection, reference: str) -> Invoice:
+def find_invoice(con: StateConnection, reference: str) -> Invoice:
     """The invoice with this id or number (NotFoundError if there is none)."""
     inv = _one(con, "invoicing/invoice_by_reference", {"reference": reference})
     if inv is None:
@@ -114,7 +114,7 @@ def find_invoice(con: sqlite3.Connection, reference: str) -> Invoice:
 
 
 def select_invoices(
-    con: sqlite3.Connection, *, workspace_id: str | None, status: str | None, limit: int
+    con: StateConnection, *, workspace_id: str | None, status: str | None, limit: int
 ) -> list[Invoice]:
     """Invoices by period, workspace and creation time (None: any workspace, status)."""
     params = {"workspace_id": workspace_id, "status": status, "limit": limit}
@@ -130,34 +130,32 @@ def _period(workspace_id: str, start: date, end: date) -> dict[str, str]:
     }
 
 
-def live_invoice(
-    con: sqlite3.Connection, workspace_id: str, start: date, end: date
-) -> Invoice | None:
+def live_invoice(con: StateConnection, workspace_id: str, start: date, end: date) -> Invoice | None:
     """The live (not void) invoice of the workspace for exactly [start, end], if any."""
     return _one(con, "invoicing/live_invoice", _period(workspace_id, start, end))
 
 
 def overlapping_invoice(
-    con: sqlite3.Connection, workspace_id: str, start: date, end: date
+    con: StateConnection, workspace_id: str, start: date, end: date
 ) -> Invoice | None:
     """A live invoice of the workspace whose period overlaps [start, end] without being
     exactly that period, if any."""
     return _one(con, "invoicing/overlapping_invoice", _period(workspace_id, start, end))
 
 
-def open_invoices_due_before(con: sqlite3.Connection, as_of: date) -> list[str]:
+def open_invoices_due_before(con: StateConnection, as_of: date) -> list[str]:
     """The ids of the open invoices due before ``as_of``, by due date."""
     rows = state.query(con, "invoicing/open_invoices_due_before", {"as_of": as_of.isoformat()})
     return [r["id"] for r in rows]
 
 
-def unpublished_invoices(con: sqlite3.Connection) -> list[tuple[str, str, str]]:
+def unpublished_invoices(con: StateConnection) -> list[tuple[str, str, str]]:
     """(id, number, document JSON) of the finalized invoices missing their JSON or PDF."""
     rows = state.query(con, "invoicing/unpublished_invoices")
     return [(r["id"], r["number"], r["document"]) for r in rows]
 
 
-def frozen_document(con: sqlite3.Connection, invoice_id: str) -> dict[str, Any] | None:
+def frozen_document(con: StateConnection, invoice_id: str) -> dict[str, Any] | None:
     """The invoice's stored document (frozen at finalization), or None."""
     row = state.query(con, "invoicing/invoice_by_id", {"id": invoice_id}).fetchone()
     doc = loads(row["document"]) if row is not None and row["document"] else None
@@ -214,7 +212,7 @@ def _line_params(invoice_id: str, n: int, x: Line) -> dict[str, Any]:
 
 
 def write_invoice(
-    con: sqlite3.Connection, inv: Invoice, document: Mapping[str, Any], *, insert: bool
+    con: StateConnection, inv: Invoice, document: Mapping[str, Any], *, insert: bool
 ) -> None:
     """Insert (``insert``) or rewrite the invoice row with ``document``, and its lines."""
     name = "invoicing/insert_invoice" if insert else "invoicing/update_invoice"
@@ -228,7 +226,7 @@ def write_invoice(
 
 
 def record_history(
-    con: sqlite3.Connection, invoice_id: str, frm: str | None, to: str, at: datetime, reason: str
+    con: StateConnection, invoice_id: str, frm: str | None, to: str, at: datetime, reason: str
 ) -> None:
     """One row of the invoice's status history."""
     params = {
@@ -242,7 +240,7 @@ def record_history(
 
 
 def set_status(
-    con: sqlite3.Connection,
+    con: StateConnection,
     invoice_id: str,
     status: str,
     *,
@@ -264,7 +262,7 @@ def set_status(
     state.query(con, "invoicing/set_invoice_status", params)
 
 
-def set_files(con: sqlite3.Connection, invoice_id: str, json_path: str, pdf_path: str) -> None:
+def set_files(con: StateConnection, invoice_id: str, json_path: str, pdf_path: str) -> None:
     """Record the paths of the invoice's published JSON and PDF."""
     params = {"id": invoice_id, "json_path": json_path, "pdf_path": pdf_path}
     state.query(con, "invoicing/set_invoice_files", params)

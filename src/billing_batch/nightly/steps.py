@@ -41,7 +41,7 @@ from ..invoicing.publish import publish_invoice_files
 from ..invoicing.service import invoice_closed_periods
 from ..storage import state as store
 from ..storage.files import area
-from ..storage.locking import file_lock
+from ..storage.locking import named_lock
 
 
 def default_run_date(now: datetime | None = None) -> date:
@@ -53,9 +53,10 @@ def default_run_date(now: datetime | None = None) -> date:
 def run_lock(settings: Settings) -> Iterator[None]:
     """Only one nightly run at a time: the second one fails at once (LockedError).
     Re-entrant within this process: ``billing-batch run`` takes it before Prefect starts,
-    the flow takes it again (a scheduled run has only the flow's)."""
-    lock = settings.locks_dir / "run.lock"
-    with file_lock(lock, timeout=0, what="nightly run", scope="process"):
+    the flow takes it again (a scheduled run has only the flow's). With the state on
+    PostgreSQL it is an advisory lock there, so runs on different machines exclude each
+    other too (:func:`..storage.locking.named_lock`)."""
+    with named_lock(settings, "run", timeout=0, what="nightly run", scope="process"):
         yield
 
 
@@ -279,15 +280,7 @@ def documents_result(report: list[tuple[str, str | None]]) -> StepResult:
 def uncharged_invoices(settings: Settings) -> list[str]:
     """Open or overdue invoices without any payment attempt yet."""
     with store.opened(settings) as con:
-        return [
-            r[0]
-            for r in con.execute(
-                "SELECT i.id FROM invoices AS i WHERE i.status IN ('open', 'overdue') "
-                "AND i.total_minor > 0 "
-                "AND NOT EXISTS (SELECT 1 FROM payment_attempts AS a WHERE a.invoice_id = i.id) "
-                "ORDER BY i.number"
-            )
-        ]
+        return [r[0] for r in store.query(con, "payments/uncharged_invoices")]
 
 
 def charge(settings: Settings, run_date: date) -> StepResult:
@@ -492,16 +485,16 @@ def write_summary(settings: Settings, summary: RunSummary) -> str:
         _summary_name(summary.run_date, summary.run_id), text + "\n"
     )
     with store.opened(settings) as con, store.transaction(con):
-        con.execute(
-            "INSERT OR REPLACE INTO runs (run_id, run_date, started_at, finished_at, status, "
-            "summary) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                summary.run_id,
-                summary.run_date.isoformat(),
-                clock.ts(summary.started_at),
-                clock.ts(summary.finished_at),
-                summary.status,
-                text,
-            ),
+        store.query(
+            con,
+            "runs/record_run",
+            {
+                "run_id": summary.run_id,
+                "run_date": summary.run_date.isoformat(),
+                "started_at": clock.ts(summary.started_at),
+                "finished_at": clock.ts(summary.finished_at),
+                "status": summary.status,
+                "summary": text,
+            },
         )
     return target

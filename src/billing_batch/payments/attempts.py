@@ -13,7 +13,6 @@ for whether an invoice may take a new attempt.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +34,7 @@ from ..config.settings import Settings
 from ..invoicing import service as invoices
 from ..invoicing.model import Invoice
 from ..storage import state
+from ..storage.state import Row, StateConnection
 from .stripe_gateway import AMBIGUOUS_ERRORS, idempotency_key
 
 #: Invoice statuses that can be charged.
@@ -263,7 +263,7 @@ def _dt(text: str | None) -> datetime | None:
     return clock.parse_ts(text) if text else None
 
 
-def attempt_from_row(r: sqlite3.Row) -> PaymentAttempt:
+def attempt_from_row(r: Row) -> PaymentAttempt:
     """A ``payment_attempts`` row (every column, by name) as a :class:`PaymentAttempt`."""
     return PaymentAttempt(
         id=r["id"],
@@ -284,13 +284,13 @@ def attempt_from_row(r: sqlite3.Row) -> PaymentAttempt:
     )
 
 
-def load_attempts(con: sqlite3.Connection, invoice_id: str) -> list[PaymentAttempt]:
+def load_attempts(con: StateConnection, invoice_id: str) -> list[PaymentAttempt]:
     """Every attempt of an invoice, oldest first."""
     rows = state.query(con, "payments/attempts_of_invoice", {"invoice_id": invoice_id})
     return [attempt_from_row(r) for r in rows.fetchall()]
 
 
-def load_attempt(con: sqlite3.Connection, attempt_id: str) -> PaymentAttempt:
+def load_attempt(con: StateConnection, attempt_id: str) -> PaymentAttempt:
     row = state.query(con, "payments/attempt_by_id", {"attempt_id": attempt_id}).fetchone()
     return attempt_from_row(row)
 
@@ -302,7 +302,7 @@ def list_attempts(settings: Settings, invoice_id: str) -> list[PaymentAttempt]:
         return load_attempts(con, inv.id)
 
 
-def first_attempt_at(con: sqlite3.Connection, invoice_id: str) -> datetime | None:
+def first_attempt_at(con: StateConnection, invoice_id: str) -> datetime | None:
     """When the invoice was first tried (None before any attempt)."""
     row = state.query(con, "payments/first_attempt_created_at", {"invoice_id": invoice_id})
     first = row.fetchone()
@@ -333,7 +333,7 @@ def new_attempt(
     )
 
 
-def insert_pending(con: sqlite3.Connection, attempt: PaymentAttempt) -> None:
+def insert_pending(con: StateConnection, attempt: PaymentAttempt) -> None:
     """Write a :func:`new_attempt` (inside the caller's transaction)."""
     state.query(
         con,
@@ -352,7 +352,7 @@ def insert_pending(con: sqlite3.Connection, attempt: PaymentAttempt) -> None:
 
 
 def complete(
-    con: sqlite3.Connection,
+    con: StateConnection,
     attempt_id: str,
     *,
     status: str,

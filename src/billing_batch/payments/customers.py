@@ -6,19 +6,19 @@ else created (idempotently: ``customer-<workspace_id>``) and recorded."""
 from __future__ import annotations
 
 import logging
-import sqlite3
 from datetime import datetime
 
 from .._core import clock
 from ..config.settings import Settings
 from ..rating.plans import Account
 from ..storage import state
+from ..storage.state import StateConnection
 from .stripe_gateway import StripeGateway
 
 log = logging.getLogger(__name__)
 
 
-def _recorded(con: sqlite3.Connection, workspace_id: str) -> str | None:
+def _recorded(con: StateConnection, workspace_id: str) -> str | None:
     row = state.query(con, "payments/customer_of_workspace", {"workspace_id": workspace_id})
     found = row.fetchone()
     return str(found[0]) if found is not None else None

@@ -16,7 +16,6 @@ process that recorded it first is never overwritten, and nothing is written twic
 from __future__ import annotations
 
 import logging
-import sqlite3
 from datetime import datetime
 
 from .._core import clock
@@ -24,6 +23,7 @@ from ..config.settings import Settings
 from ..invoicing import service as invoices
 from ..invoicing.model import Invoice
 from ..storage import state
+from ..storage.state import StateConnection
 from ..webhooks.outbox import record_event
 from .attempts import (
     PAYABLE,
@@ -80,7 +80,7 @@ def record(
 
 
 def _apply(
-    con: sqlite3.Connection,
+    con: StateConnection,
     settings: Settings,
     now: datetime,
     inv: Invoice,
@@ -111,7 +111,7 @@ def _apply(
 
 
 def _settle_paid(
-    con: sqlite3.Connection,
+    con: StateConnection,
     now: datetime,
     inv: Invoice,
     attempt: PaymentAttempt,
@@ -144,7 +144,7 @@ def _settle_paid(
 
 
 def _next_retry(
-    con: sqlite3.Connection, settings: Settings, attempt: PaymentAttempt
+    con: StateConnection, settings: Settings, attempt: PaymentAttempt
 ) -> datetime | None:
     first_try = first_attempt_at(con, attempt.invoice_id) or attempt.created_at
     return next_retry_at(
@@ -156,7 +156,7 @@ def _next_retry(
 
 
 def _announce_failure(
-    con: sqlite3.Connection,
+    con: StateConnection,
     now: datetime,
     inv: Invoice,
     attempt: PaymentAttempt,

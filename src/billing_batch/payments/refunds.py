@@ -16,7 +16,6 @@ invoice's PaymentIntent, never twice (docs/payments.md, "Refunds").
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +27,7 @@ from ..config.settings import Settings
 from ..invoicing.credit_note_model import CreditNote
 from ..invoicing.model import Invoice
 from ..storage import state
+from ..storage.state import Row, StateConnection
 from .stripe_gateway import HTTPClient, StripeGateway, refund_idempotency_key
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Refund:
         }
 
 
-def _from_row(r: sqlite3.Row) -> Refund:
+def _from_row(r: Row) -> Refund:
     done = r["completed_at"]
     return Refund(
         id=r["id"],
@@ -89,19 +89,19 @@ def _from_row(r: sqlite3.Row) -> Refund:
     )
 
 
-def refund_of(con: sqlite3.Connection, credit_note_id: str) -> Refund | None:
+def refund_of(con: StateConnection, credit_note_id: str) -> Refund | None:
     row = state.query(con, "refunds/refund_by_credit_note", {"credit_note_id": credit_note_id})
     found = row.fetchone()
     return _from_row(found) if found is not None else None
 
 
-def refunds_of_invoice(con: sqlite3.Connection, invoice_id: str) -> list[Refund]:
+def refunds_of_invoice(con: StateConnection, invoice_id: str) -> list[Refund]:
     rows = state.query(con, "refunds/refunds_of_invoice", {"invoice_id": invoice_id})
     return [_from_row(r) for r in rows.fetchall()]
 
 
 def record_pending_refund(
-    con: sqlite3.Connection, note: CreditNote, inv: Invoice, now: datetime
+    con: StateConnection, note: CreditNote, inv: Invoice, now: datetime
 ) -> Refund:
     """Write the credit note's refund, ``pending`` (inside the transaction issuing it).
     Refused when the invoice was not charged through Stripe or the refunds would exceed

@@ -18,7 +18,6 @@ id (a replay changes nothing) and acts on it, in one state transaction:
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +29,7 @@ from ..config.settings import Settings
 from ..invoicing import store
 from ..invoicing.lifecycle import transition
 from ..storage import state
+from ..storage.state import StateConnection
 from .stripe_gateway import stripe_amount, verify_stripe_event
 
 #: Seconds a signature's timestamp may be from now (the SDK's default; Stripe's advice).
@@ -60,7 +60,7 @@ class StripeEventResult:
         }
 
 
-def _invoice_of(con: sqlite3.Connection, payment_intent_id: str | None) -> str | None:
+def _invoice_of(con: StateConnection, payment_intent_id: str | None) -> str | None:
     if not payment_intent_id:
         return None
     params = {"payment_intent_id": payment_intent_id}
@@ -69,7 +69,7 @@ def _invoice_of(con: sqlite3.Connection, payment_intent_id: str | None) -> str |
 
 
 def _succeeded(
-    con: sqlite3.Connection, pi: dict[str, Any], event_id: str, now: datetime
+    con: StateConnection, pi: dict[str, Any], event_id: str, now: datetime
 ) -> tuple[str, str | None]:
     invoice_id = _invoice_of(con, pi.get("id")) or (pi.get("metadata") or {}).get("invoice_id")
     if not invoice_id:
@@ -102,7 +102,7 @@ def _succeeded(
     return "invoice paid", inv.id
 
 
-def _refunded(con: sqlite3.Connection, charge: dict[str, Any], now: datetime) -> str:
+def _refunded(con: StateConnection, charge: dict[str, Any], now: datetime) -> str:
     settled = 0
     for refund in (charge.get("refunds") or {}).get("data") or []:
         note = (refund.get("metadata") or {}).get("credit_note_id")
@@ -121,7 +121,7 @@ def _refunded(con: sqlite3.Connection, charge: dict[str, Any], now: datetime) ->
 
 
 def _disputed(
-    con: sqlite3.Connection, dispute: dict[str, Any], invoice_id: str | None, now: datetime
+    con: StateConnection, dispute: dict[str, Any], invoice_id: str | None, now: datetime
 ) -> str:
     params = {
         "id": dispute["id"],
@@ -150,7 +150,7 @@ def _disputed(
     return "dispute shown on the invoice"
 
 
-def _act(con: sqlite3.Connection, event: dict[str, Any], now: datetime) -> tuple[str, str | None]:
+def _act(con: StateConnection, event: dict[str, Any], now: datetime) -> tuple[str, str | None]:
     type_, obj = event["type"], event["data"]["object"]
     if type_ == "payment_intent.succeeded":
         return _succeeded(con, obj, event["id"], now)

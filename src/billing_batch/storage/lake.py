@@ -34,7 +34,8 @@ import duckdb
 
 from .._core.errors import LakeError
 from ..config.settings import SQL_DIR, Settings
-from .locking import file_lock
+from .locking import named_lock
+from .mirror import state_view_sql
 from .s3 import create_duckdb_secret, is_remote
 from .sqlfiles import leading_comment, load_sql, sql_literal
 
@@ -390,15 +391,29 @@ class Lake:
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [LAKE]
             ).fetchall()
         }
+        if (
+            all(t in existing for t in TABLES)
+            and not self._views_to_refresh(con)
+            and not self._columns_to_add(con, existing)
+        ):
+            return
+        with self.write_lock():
+            # again under the lock: another process (machine) may have just created them
+            self._create_schema(con)
+
+    def _create_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        existing = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [LAKE]
+            ).fetchall()
+        }
         missing = [t for t in TABLES if t not in existing]
         views = self._views_to_refresh(con)
         added = self._columns_to_add(con, existing)
         if not missing and not views and not added:
             return
-        with (
-            self.write_lock(),
-            self.transaction(con, "schema", {"created": missing, "views": list(views)}),
-        ):
+        with self.transaction(con, "schema", {"created": missing, "views": list(views)}):
             for table in missing:
                 con.execute(load_sql(f"schema/{table}"))
             for table, column, kind in added:
@@ -445,7 +460,8 @@ class Lake:
     @contextmanager
     def write_lock(self, *, timeout: float | None = None) -> Iterator[None]:
         wait = self.settings.ingest.lock_timeout_seconds if timeout is None else timeout
-        with file_lock(self.settings.locks_dir / "lake.lock", timeout=wait, what="lake write"):
+        # across machines (a PostgreSQL advisory lock) when the catalog is on PostgreSQL
+        with named_lock(self.settings, "lake", timeout=wait, what="lake write"):
             yield
 
     @contextmanager
@@ -516,11 +532,16 @@ def analyst_session_sql(settings: Settings, *, alias: str = "billing") -> list[s
         "SET autoinstall_known_extensions = false",
         "SET autoload_known_extensions = false",
     ]
-    statements += [f"LOAD {ext}" for ext in _required_extensions(s.catalog_url, s.data_path)]
+    exts = _required_extensions(s.catalog_url, s.data_path)
+    if s.state_on_postgres and "postgres_scanner" not in exts:
+        exts.append("postgres_scanner")
+    statements += [f"LOAD {ext}" for ext in exts]
     statements += [
         f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS {alias} (READ_ONLY)",
         f"USE {alias}",
         "SET TimeZone = 'UTC'",
+        # the state on PostgreSQL: read in place (attached read-only, one view per table)
+        *state_view_sql(s),
         f"SET allowed_directories = [{sql_literal(data)}]",
         "SET enable_external_access = false",
         "SET lock_configuration = true",

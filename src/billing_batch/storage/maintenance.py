@@ -53,9 +53,7 @@ _DUCKLAKE_FILE = re.compile(r"^ducklake-[0-9a-f-]{36}(-delete)?\.parquet$")
 def pinned_snapshots(settings: Settings) -> set[int]:
     """The lake snapshots invoices were rated at: never expired."""
     with store.opened(settings) as con:
-        rows = con.execute(
-            "SELECT DISTINCT lake_snapshot_id FROM invoices WHERE lake_snapshot_id IS NOT NULL"
-        ).fetchall()
+        rows = store.query(con, "invoicing/pinned_snapshots").fetchall()
     return {int(r[0]) for r in rows}
 
 

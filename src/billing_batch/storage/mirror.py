@@ -9,6 +9,16 @@ calls the mirror.
 
 DuckDB reads a private snapshot of the state store (:func:`snapshot_copy`), never
 ``state.sqlite`` itself: see :mod:`.state` on two SQLite builds in one process.
+
+**With the state on PostgreSQL there is no copy**: analysts read the state in place
+(:func:`state_view_sql`): the analyst session attaches the state database read-only
+through DuckDB's postgres extension, as the read-only role ``[state] analyst_role``, and
+each mirrored table is a view of the same name over it (the same ``sql/mirror`` queries,
+so the same columns and types as the copy). Why: the state is then current to the
+second, not as of the last copy; no whole-table rewrite of every state table into the
+lake twice a night (and no snapshots to expire for it); and the API server, the nightly
+and an analyst can each be on another machine. The role can read and nothing else
+(docs/analysts.md has its ``GRANT`` statements); PostgreSQL enforces it.
 """
 
 from __future__ import annotations
@@ -132,7 +142,9 @@ def snapshot_copy(settings: Settings, target: Path) -> Path:
         with opened(settings) as src:
             dst = sqlite3.connect(target, isolation_level=None)
             try:
-                src.backup(dst)  # one step: one read transaction, a consistent snapshot
+                src.driver_connection().backup(
+                    dst
+                )  # one step: one read transaction, a consistent snapshot
                 dst.execute("PRAGMA journal_mode = DELETE")
             finally:
                 dst.close()
@@ -156,6 +168,15 @@ def mirror_to_lake(settings: Settings, *, reason: str = "mirror state") -> int:
     key = _key(settings)
     with _guard:
         seen = _changes.get(key, 0)
+    if settings.state_on_postgres:  # analysts read it in place: nothing to copy
+        con = lake.connect()
+        try:
+            snapshot = lake.current_snapshot(con)
+        finally:
+            con.close()
+        with _guard:
+            _copied[key] = max(_copied.get(key, 0), seen)
+        return snapshot
     name = f"{_MIRROR_COPY}{os.getpid()}-{threading.get_ident()}.sqlite"
     with lake.write_lock():
         # Copies exist only while a mirror holds the write lock: any found now were left
@@ -190,13 +211,48 @@ def mirror_to_lake(settings: Settings, *, reason: str = "mirror state") -> int:
             copy.unlink(missing_ok=True)
 
 
+def analyst_conninfo(settings: Settings) -> str:
+    """libpq's key/value form of the state database, as ``[state] analyst_role`` (the
+    password, if any, comes from the analyst's own ``PGPASSWORD`` or ``~/.pgpass``)."""
+    from sqlalchemy.engine import make_url
+
+    from .state import state_url
+
+    url = make_url(state_url(settings))
+    parts = {
+        "host": url.host,
+        "port": url.port,
+        "dbname": url.database,
+        "user": settings.state.analyst_role,
+        **{k: v for k, v in url.query.items() if k in ("sslmode", "sslrootcert")},
+    }
+    return " ".join(f"{k}={v}" for k, v in parts.items() if v)
+
+
+def state_view_sql(settings: Settings) -> list[str]:
+    """With the state on PostgreSQL, the statements that let an analyst session read it
+    in place: the state database attached read-only as ``state`` (the analyst role),
+    then one view per mirrored table, named as the lake's copy would be. Empty with
+    SQLite (the lake holds the copy). Run after ``USE`` of the lake, before the
+    session's configuration is locked."""
+    from .sqlfiles import load_sql, sql_literal
+
+    if not settings.state_on_postgres:
+        return []
+    out = [f"ATTACH {sql_literal(analyst_conninfo(settings))} AS state (TYPE postgres, READ_ONLY)"]
+    out += [f"CREATE TEMP VIEW {t} AS {load_sql(f'mirror/{t}')}" for t in MIRRORED]
+    return out
+
+
 __all__ = [
     "MIRRORED",
+    "analyst_conninfo",
     "flush",
     "marker",
     "mirror_to_lake",
     "note_change",
     "pending",
     "snapshot_copy",
+    "state_view_sql",
     "subscribe",
 ]

@@ -122,10 +122,7 @@ def _check_files(con: duckdb.DuckDBPyConnection, data_path: str) -> int:
 def _rehome_invoice_paths(settings: Settings, former: Path, *, dry_run: bool) -> int:
     changed = 0
     with store.opened(settings) as con, store.transaction(con):
-        rows = con.execute(
-            "SELECT id, json_path, pdf_path FROM invoices "
-            "WHERE json_path IS NOT NULL OR pdf_path IS NOT NULL"
-        ).fetchall()
+        rows = store.query(con, "invoicing/invoice_file_paths").fetchall()
         for invoice_id, json_path, pdf_path in rows:
             new_json = settings.rehome(json_path, former) if json_path else None
             new_pdf = settings.rehome(pdf_path, former) if pdf_path else None
@@ -133,9 +130,14 @@ def _rehome_invoice_paths(settings: Settings, former: Path, *, dry_run: bool) ->
                 continue
             changed += 1
             if not dry_run:
-                con.execute(
-                    "UPDATE invoices SET json_path = ?, pdf_path = ? WHERE id = ?",
-                    (new_json or json_path, new_pdf or pdf_path, invoice_id),
+                store.query(
+                    con,
+                    "invoicing/set_invoice_files",
+                    {
+                        "id": invoice_id,
+                        "json_path": new_json or json_path,
+                        "pdf_path": new_pdf or pdf_path,
+                    },
                 )
     return changed
 

@@ -24,7 +24,6 @@ any day is derived from the events. Rules:
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -34,10 +33,11 @@ from .._core.ids import check_workspace_id, new_id
 from ..config.settings import Settings
 from ..periods import MAX_ANCHOR_DAY, Subscription
 from ..storage import state as store
+from ..storage.state import Row, StateConnection
 
 
 # --- reading ---------------------------------------------------------------------------
-def _rows(con: sqlite3.Connection, workspace_id: str | None) -> list[sqlite3.Row]:
+def _rows(con: StateConnection, workspace_id: str | None) -> list[Row]:
     if workspace_id is None:
         return store.query(con, "subscriptions/events").fetchall()
     return store.query(
@@ -46,10 +46,10 @@ def _rows(con: sqlite3.Connection, workspace_id: str | None) -> list[sqlite3.Row
 
 
 def load_subscriptions(
-    con: sqlite3.Connection, workspace_id: str | None = None
+    con: StateConnection, workspace_id: str | None = None
 ) -> dict[str, list[Subscription]]:
     """All subscriptions (oldest first) per workspace, derived from the event history."""
-    by_sub: dict[str, list[sqlite3.Row]] = {}
+    by_sub: dict[str, list[Row]] = {}
     for row in _rows(con, workspace_id):
         by_sub.setdefault(row["subscription_id"], []).append(row)
     out: dict[str, list[Subscription]] = {}
@@ -114,7 +114,7 @@ def _current(subs: list[Subscription]) -> Subscription | None:
 
 
 def _insert(
-    con: sqlite3.Connection,
+    con: StateConnection,
     *,
     sub_id: str,
     workspace_id: str,
@@ -142,7 +142,7 @@ def _insert(
 
 
 def _append(
-    con: sqlite3.Connection,
+    con: StateConnection,
     current: Subscription,
     type_: str,
     plan: str | None,
@@ -165,9 +165,7 @@ def _append(
     return next(s for s in subs if s.id == current.id)
 
 
-def _check_not_billed(
-    con: sqlite3.Connection, workspace_id: str, effective: date, what: str
-) -> None:
+def _check_not_billed(con: StateConnection, workspace_id: str, effective: date, what: str) -> None:
     """History is never rewritten under an issued invoice: refuse an effective date on
     or before the last day billed by a finalized live invoice (docs/billing-rules.md §8)."""
     row = store.query(

@@ -4,7 +4,6 @@ project's tree at this one place."""
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -12,16 +11,17 @@ from typing import TypeVar
 from .._core.errors import LakeError
 from ..config.settings import Settings
 from ..storage import state
+from ..storage.state import StateConnection
 
 
 @contextmanager
-def opened(settings: Settings) -> Iterator[sqlite3.Connection]:
+def opened(settings: Settings) -> Iterator[StateConnection]:
     """The state store (:func:`billing_batch.storage.state.opened`); a SQLite error
     while it is open is a LakeError."""
     try:
         with state.opened(settings) as con:
             yield con
-    except sqlite3.Error as exc:
+    except state.DB_ERRORS as exc:
         raise LakeError(f"state store error during webhook delivery: {exc}") from exc
 
 

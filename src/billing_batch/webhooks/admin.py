@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from datetime import datetime
 from typing import Any
 
 from .._core.clock import utcnow
 from .._core.errors import InputError, NotFoundError
 from ..config.settings import Settings
-from ..storage.state import query
+from ..storage.state import Row, StateConnection, query
 from . import _state, endpoints
 from .egress import display_url
 
@@ -71,7 +70,7 @@ def list_endpoints(settings: Settings) -> list[dict[str, Any]]:
     return out
 
 
-def _state_dict(state: sqlite3.Row | None) -> dict[str, Any]:
+def _state_dict(state: Row | None) -> dict[str, Any]:
     if state is None:
         return {"state": "new (not seen by a delivery pass yet)"}
     return {
@@ -104,7 +103,7 @@ def list_deliveries(
         return [_delivery_dict(con, r) for r in rows]
 
 
-def _delivery_dict(con: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
+def _delivery_dict(con: StateConnection, r: Row) -> dict[str, Any]:
     attempts = query(
         con,
         "webhooks/delivery_attempts",

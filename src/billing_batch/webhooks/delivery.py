@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ import httpx
 from .._core.clock import parse_ts, ts, utcnow
 from .._core.errors import ConfigError
 from ..config.settings import Settings, WebhookEndpoint
-from ..storage.state import query, transaction
+from ..storage.state import Row, StateConnection, query, transaction
 from . import _state, egress, endpoints, retries
 from .report import AttemptResult, DeliveryReport
 from .signing import signature_header
@@ -69,7 +68,7 @@ class _Due:
     payload: bytes
 
     @classmethod
-    def of(cls, row: sqlite3.Row) -> _Due:
+    def of(cls, row: Row) -> _Due:
         return cls(
             event_id=str(row["event_id"]),
             endpoint_id=str(row["endpoint_id"]),
@@ -133,7 +132,7 @@ def deliver(
 
 
 def _prepare(
-    con: sqlite3.Connection, settings: Settings, now: datetime
+    con: StateConnection, settings: Settings, now: datetime
 ) -> tuple[list[WebhookEndpoint], dict[str, list[str]]]:
     """Record the endpoints; return the enabled ones and their secrets, checked before
     any request (a bad URL or secret fails the pass), their unsubscribed deliveries
@@ -149,7 +148,7 @@ def _prepare(
     return enabled, secrets
 
 
-def _create_deliveries(con: sqlite3.Connection, enabled: Sequence[WebhookEndpoint]) -> int:
+def _create_deliveries(con: StateConnection, enabled: Sequence[WebhookEndpoint]) -> int:
     """Create the pending delivery rows that do not exist yet; return how many."""
     created = 0
     with transaction(con):
@@ -161,7 +160,7 @@ def _create_deliveries(con: sqlite3.Connection, enabled: Sequence[WebhookEndpoin
 
 
 def _due(
-    con: sqlite3.Connection, endpoint_ids: Sequence[str], now: datetime, limit: int | None
+    con: StateConnection, endpoint_ids: Sequence[str], now: datetime, limit: int | None
 ) -> list[_Due]:
     """The due deliveries of these endpoints, in the order they fell due (then event
     time, event id, endpoint id), at most ``limit``."""
@@ -177,7 +176,7 @@ def _due(
             cur.close()
 
 
-def _due_order(row: sqlite3.Row) -> tuple[str, str, str, str]:
+def _due_order(row: Row) -> tuple[str, str, str, str]:
     return (
         str(row["next_attempt_at"]),
         str(row["created_at"]),
@@ -206,7 +205,7 @@ def _http(settings: Settings, client: httpx.Client | None) -> Iterator[httpx.Cli
 class _Pass:
     """One pass's attempts: claim, send, record, one due delivery at a time."""
 
-    con: sqlite3.Connection
+    con: StateConnection
     settings: Settings
     http: httpx.Client
     configured: dict[str, WebhookEndpoint]
@@ -253,7 +252,7 @@ class _Pass:
 
 
 # --- one attempt -----------------------------------------------------------------------
-def _claim(con: sqlite3.Connection, due: _Due, now: datetime, lease: timedelta) -> int | None:
+def _claim(con: StateConnection, due: _Due, now: datetime, lease: timedelta) -> int | None:
     """Take the delivery for one attempt; return its attempt number, or None if another
     pass took it (or it is no longer pending or due) in the meantime."""
     attempt_no = due.attempts + 1
@@ -315,7 +314,7 @@ def _post(
 
 # --- recording an attempt --------------------------------------------------------------
 def _record_outcome(
-    con: sqlite3.Connection,
+    con: StateConnection,
     settings: Settings,
     due: _Due,
     attempt_no: int,
@@ -353,7 +352,7 @@ def _key(due: _Due) -> dict[str, str]:
 
 
 def _record_attempt(
-    con: sqlite3.Connection, due: _Due, attempt_no: int, now: datetime, outcome: _Outcome
+    con: StateConnection, due: _Due, attempt_no: int, now: datetime, outcome: _Outcome
 ) -> None:
     query(
         con,
@@ -370,7 +369,7 @@ def _record_attempt(
     )
 
 
-def _gone(con: sqlite3.Connection, due: _Due, now: datetime, report: DeliveryReport) -> None:
+def _gone(con: StateConnection, due: _Due, now: datetime, report: DeliveryReport) -> None:
     """``410 Gone``: this delivery fails, the endpoint is disabled, its other pending
     deliveries are stopped."""
     last_error = "HTTP 410 Gone: endpoint disabled"
@@ -382,7 +381,7 @@ def _gone(con: sqlite3.Connection, due: _Due, now: datetime, report: DeliveryRep
 
 
 def _failed(
-    con: sqlite3.Connection,
+    con: StateConnection,
     due: _Due,
     attempt_no: int,
     now: datetime,

@@ -14,17 +14,16 @@ its ``whsec_`` secret(s) (:func:`secrets_of`).
 from __future__ import annotations
 
 import os
-import sqlite3
 from datetime import datetime, timedelta
 
 from .._core.clock import ts
 from .._core.errors import ConfigError
 from ..config.settings import Settings, WebhookEndpoint
-from ..storage.state import query, query_many, transaction
+from ..storage.state import Row, StateConnection, query, query_many, transaction
 from .signing import secret_key
 
 
-def sync(con: sqlite3.Connection, settings: Settings, now: datetime) -> None:
+def sync(con: StateConnection, settings: Settings, now: datetime) -> None:
     """Record the configured endpoints not seen before (and keep their URLs current)."""
     window = timedelta(hours=settings.webhooks.max_age_hours)
     rows = [
@@ -35,13 +34,13 @@ def sync(con: sqlite3.Connection, settings: Settings, now: datetime) -> None:
         query_many(con, "webhooks/sync_endpoint", rows)
 
 
-def states(con: sqlite3.Connection) -> dict[str, sqlite3.Row]:
+def states(con: StateConnection) -> dict[str, Row]:
     """The stored state of every endpoint seen so far, by endpoint id."""
     rows = query(con, "webhooks/endpoint_states").fetchall()
     return {str(r["endpoint_id"]): r for r in rows}
 
 
-def disable(con: sqlite3.Connection, endpoint_id: str, reason: str, now: datetime) -> int:
+def disable(con: StateConnection, endpoint_id: str, reason: str, now: datetime) -> int:
     """Disable the endpoint and stop its pending deliveries (inside the caller's
     transaction); return how many were stopped."""
     query(
@@ -57,13 +56,13 @@ def disable(con: sqlite3.Connection, endpoint_id: str, reason: str, now: datetim
     return max(cur.rowcount, 0)
 
 
-def enable(con: sqlite3.Connection, endpoint_id: str, now: datetime) -> None:
+def enable(con: StateConnection, endpoint_id: str, now: datetime) -> None:
     """Enable a disabled endpoint again: it receives the events created from ``now``."""
     with transaction(con):
         query(con, "webhooks/enable_endpoint", {"endpoint_id": endpoint_id, "now": ts(now)})
 
 
-def stop_unsubscribed(con: sqlite3.Connection, endpoint: WebhookEndpoint) -> None:
+def stop_unsubscribed(con: StateConnection, endpoint: WebhookEndpoint) -> None:
     """Pending deliveries of types the endpoint no longer subscribes to are stopped."""
     if not endpoint.events:
         return

@@ -20,7 +20,6 @@ Events (``type`` → ``data``):
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
@@ -33,6 +32,7 @@ from ..config.settings import Settings
 from ..storage import state as store
 from ..storage.lake import Lake
 from ..storage.sqlfiles import run_sql
+from ..storage.state import StateConnection
 
 EVENT_TYPES: tuple[str, ...] = (
     "billing.usage.recorded",
@@ -53,7 +53,7 @@ def event_id(type_: str, subject_id: str, discriminator: str = "") -> str:
 
 
 def record_event(
-    con: sqlite3.Connection,
+    con: StateConnection,
     type_: str,
     *,
     subject_id: str,

@@ -1,0 +1,29 @@
+"""Migration 2 -> 3: credit notes, the customer balance, refunds, Stripe's events,
+disputes, reconciliation; invoices get amount_due (sql/state/migrations/
+003_credit_notes.sql). A store created at a later head has them from schema.sql and is
+stamped, never migrated.
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from billing_batch.storage.schema import run_script
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    run_script(bind, "migrations/003_credit_notes")
+    run_script(bind, "schema")
+
+
+def downgrade() -> None:
+    raise NotImplementedError("the state store only moves forward")
