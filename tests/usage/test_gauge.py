@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from billing_batch._core.errors import LakeError
 from billing_batch.config.settings import SQL_DIR, Settings, load_settings
-from billing_batch.storage import lake
+from billing_batch.storage import sqlfiles
 from billing_batch.storage.lake import Lake
 from billing_batch.storage.sqlfiles import load_sql
 from billing_batch.usage.queries import period_quantities
@@ -74,7 +74,7 @@ def test_an_include_of_a_missing_file_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "broken.sql").write_text("SELECT 1 AS x FROM (\n-- include: nowhere\n)\n")
-    monkeypatch.setattr(lake, "SQL_DIR", tmp_path)
+    monkeypatch.setattr(sqlfiles, "SQL_DIR", tmp_path)
     load_sql.cache_clear()
     try:
         with pytest.raises(LakeError, match="missing SQL file .*nowhere.sql"):
