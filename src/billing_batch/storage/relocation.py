@@ -171,42 +171,18 @@ def relocate_home(
                     invoice_paths=0,
                     dry_run=dry_run,
                 )
-            former = former_home.expanduser().resolve() if former_home else None
-            former = former or settings.former_home(recorded)
-            if former is None:
-                raise InputError(
-                    f"the lake's catalog records its data at {recorded}, which is not the "
-                    f"default layout of a home: say where the home was "
-                    "(billing-batch lake relocate --from OLD_HOME)"
-                )
-            if former == settings.home:
-                raise InputError(f"{former} is this home: nothing to relocate from")
+            former = _former_home(settings, recorded, former_home)
             files = _check_files(con, settings.data_path)
-            params = {"old_prefix": f"{former}/", "new_prefix": f"{settings.home}/"}
-            manifest = run_query(
-                con,
-                "SELECT count(*) FROM ingest_manifest WHERE starts_with(source_file, ?)",
-                [params["old_prefix"]],
-            ).fetchone()
-            manifest_rows = int(manifest[0]) if manifest else 0
-            if not dry_run and manifest_rows:
-                extra = {"from": str(former), "to": str(settings.home)}
-                with lake.transaction(con, "relocate home", extra):
-                    run_sql(con, "relocate_manifest", params)
+            manifest_rows = _relocate_manifest(lake, con, former, settings.home, dry_run)
         finally:
             con.close()
         invoice_paths = _rehome_invoice_paths(settings, former, dry_run=dry_run)
         if not dry_run:
-            con = lake.relocation_connection()
-            try:  # last: the commit point of the relocation
-                run_query(
-                    con,
-                    f"UPDATE {_METADATA}.ducklake_metadata SET value = ? WHERE key = 'data_path'",
-                    [settings.data_path],
-                )
-            finally:
-                con.close()
-    result = Relocation(
+            _record_data_path(lake, settings.data_path)  # last: the commit point
+    if not dry_run:
+        log.warning("relocated the home from %s to %s", former, settings.home)
+        mirror.mirror_to_lake(settings, reason=f"relocate home from {former}")
+    return Relocation(
         home=str(settings.home),
         data_path=settings.data_path,
         recorded_data_path=recorded,
@@ -217,10 +193,52 @@ def relocate_home(
         invoice_paths=invoice_paths,
         dry_run=dry_run,
     )
-    if not dry_run:
-        log.warning("relocated the home from %s to %s", former, settings.home)
-        mirror.mirror_to_lake(settings, reason=f"relocate home from {former}")
-    return result
+
+
+def _former_home(settings: Settings, recorded: str, given: Path | None) -> Path:
+    """Where the home was: ``given``, else the home whose default layout ``recorded`` is."""
+    former = given.expanduser().resolve() if given else settings.former_home(recorded)
+    if former is None:
+        raise InputError(
+            f"the lake's catalog records its data at {recorded}, which is not the "
+            f"default layout of a home: say where the home was "
+            "(billing-batch lake relocate --from OLD_HOME)"
+        )
+    if former == settings.home:
+        raise InputError(f"{former} is this home: nothing to relocate from")
+    return former
+
+
+def _relocate_manifest(
+    lake: Lake, con: duckdb.DuckDBPyConnection, former: Path, home: Path, dry_run: bool
+) -> int:
+    """Rewrite the ingest manifest's paths under ``former`` to ``home`` (one lake
+    transaction, so landing files are not ingested again); returns the rows concerned."""
+    params = {"old_prefix": f"{former}/", "new_prefix": f"{home}/"}
+    manifest = run_query(
+        con,
+        "SELECT count(*) FROM ingest_manifest WHERE starts_with(source_file, ?)",
+        [params["old_prefix"]],
+    ).fetchone()
+    rows = int(manifest[0]) if manifest else 0
+    if not dry_run and rows:
+        extra = {"from": str(former), "to": str(home)}
+        with lake.transaction(con, "relocate home", extra):
+            run_sql(con, "relocate_manifest", params)
+    return rows
+
+
+def _record_data_path(lake: Lake, data_path: str) -> None:
+    """Record this home's data path in the catalog (the relocation's commit point)."""
+    con = lake.relocation_connection()
+    try:
+        run_query(
+            con,
+            f"UPDATE {_METADATA}.ducklake_metadata SET value = ? WHERE key = 'data_path'",
+            [data_path],
+        )
+    finally:
+        con.close()
 
 
 __all__ = ["Relocation", "relocate_home"]
