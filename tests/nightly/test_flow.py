@@ -190,9 +190,9 @@ def test_month_close_end_to_end_then_rerun_changes_nothing(
     assert len(stripe_env.charges) == 5 and len(receiver.received) == delivered
     assert {p.name: p.read_bytes() for p in settings.invoices_dir.glob("*.pdf")} == pdf_bytes
     # the analysts see the invoices beside the usage
-    from billing_batch.storage.lake import Lake
+    from billing_batch.storage.analyst import open_analyst_session
 
-    con = Lake(settings).analyst_connection()
+    con = open_analyst_session(settings)
     try:
         paid = con.execute("SELECT count(*) FROM invoices WHERE status = 'paid'").fetchall()
         runs = con.execute("SELECT count(*) FROM runs").fetchall()

@@ -15,8 +15,7 @@ import duckdb
 from .._core.errors import BillingError
 from .._core.ids import check_workspace_id
 from .._core.jsonutil import decimal_text, dumps
-from ..storage.analyst import QueryResult, analyst_query
-from ..storage.lake import Lake
+from ..storage.analyst import QueryResult, analyst_query, open_analyst_session
 from ..usage.queries import get_usage
 from ..usage.rollup import refresh_rollup
 from ._common import print_json, settings_from
@@ -91,7 +90,7 @@ def _sql(args: argparse.Namespace) -> int:
     limit = args.limit
     if limit is None and args.format == "table":
         limit = TABLE_ROWS
-    con = Lake(settings).analyst_connection()
+    con = open_analyst_session(settings)
     try:
         if args.query is not None:
             print_result(analyst_query(con, args.query, limit=limit), args.format, sys.stdout)

@@ -1,7 +1,7 @@
 """The analysts' session: the lake, read-only, and nothing else.
 
 ``billing_batch.analyst_connection()`` opens, in Python, the same sandbox as
-``billing-batch sql``: the lake attached read-only (``lake.analyst_session_sql``: file
+``billing-batch sql``: the lake attached read-only (:func:`analyst_session_sql`: file
 access limited to the lake's data, no external access, configuration locked) and every
 query checked by ``sqlguard.check_read_only_sql`` (a SELECT that reads the lake: no
 ``sqlite_scan``, ``read_csv``, ``COPY``, ``ATTACH``, ``SET``...). Results come back
@@ -30,9 +30,70 @@ import duckdb
 
 from .._core.errors import InputError, LakeError
 from ..config.settings import Settings, load_settings
-from .lake import Lake, analyst_session_sql
-from .sqlfiles import run_query
+from .lake import extension_directory, required_extensions
+from .mirror import state_view_sql
+from .s3 import create_duckdb_secret, is_remote
+from .sqlfiles import run_query, sql_literal
 from .sqlguard import check_read_only_sql
+
+
+def analyst_session_sql(settings: Settings, *, alias: str = "billing") -> list[str]:
+    """The statements that make a fresh DuckDB 1.4 session an analyst's view of the lake:
+    the extensions from the ``duckdb-ext-*`` wheels (nothing downloaded), the lake
+    attached read-only as ``alias`` and selected, UTC, then file access limited to the
+    lake's data path, no external access (no other file, COPY TO, ATTACH, INSTALL/LOAD)
+    and the configuration locked. ``billing-batch analyst-init`` prints them for any
+    DuckDB session; :func:`open_analyst_session` runs them.
+
+    What they cannot close: an extension's own file access (``sqlite_scan``,
+    ``sqlite_attach``, ``ATTACH ... (TYPE sqlite)``: see ``sqlguard``), which
+    :func:`check_read_only_sql` refuses."""
+    s = settings
+    data = s.data_path if s.data_path.endswith("/") else s.data_path + "/"
+    statements = [
+        f"SET extension_directory = {sql_literal(extension_directory())}",
+        "SET autoinstall_known_extensions = false",
+        "SET autoload_known_extensions = false",
+    ]
+    exts = required_extensions(s.catalog_url, s.data_path)
+    if s.state_on_postgres and "postgres_scanner" not in exts:
+        exts.append("postgres_scanner")
+    statements += [f"LOAD {ext}" for ext in exts]
+    statements += [
+        f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS {alias} (READ_ONLY)",
+        f"USE {alias}",
+        "SET TimeZone = 'UTC'",
+        # the state on PostgreSQL: read in place (attached read-only, one view per table)
+        *state_view_sql(s),
+        f"SET allowed_directories = [{sql_literal(data)}]",
+        "SET enable_external_access = false",
+        "SET lock_configuration = true",
+    ]
+    return statements
+
+
+def open_analyst_session(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A sandboxed read-only connection for ad-hoc queries (``billing-batch sql``):
+    :func:`analyst_session_sql` run on a fresh in-memory DuckDB. Run every query
+    through :func:`check_read_only_sql` (:func:`analyst_query` does): the settings
+    alone do not close the extensions' own file access (see ``sqlguard``)."""
+    s = settings
+    catalog_path = s.lake_dir / "catalog.sqlite"
+    if s.catalog_url.startswith("sqlite:") and not catalog_path.exists():
+        raise LakeError(f"no lake yet at {s.lake_dir}: ingest something first")
+    try:
+        con = duckdb.connect(":memory:")
+    except duckdb.Error as exc:
+        raise LakeError(f"cannot start DuckDB: {exc}") from exc
+    try:
+        for statement in analyst_session_sql(s):
+            if is_remote(s.data_path) and statement.startswith("ATTACH"):
+                create_duckdb_secret(con, s.s3)  # in memory, never printed
+            con.execute(statement)
+    except duckdb.Error as exc:
+        con.close()
+        raise LakeError(f"cannot open the lake read-only: {exc}") from exc
+    return con
 
 
 class AnalystResult:
@@ -77,7 +138,7 @@ class AnalystConnection:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._con = Lake(settings).analyst_connection()
+        self._con = open_analyst_session(settings)
 
     def sql(self, query: str) -> AnalystResult:
         """Check ``query`` (InputError if refused), then run it."""
@@ -148,7 +209,7 @@ _USER_ERRORS = (
 def analyst_query(
     con: duckdb.DuckDBPyConnection, sql: str, *, limit: int | None = None
 ) -> QueryResult:
-    """Run one read-only query on an analyst connection (``Lake.analyst_connection()``).
+    """Run one read-only query on an analyst connection (:func:`open_analyst_session`).
 
     Anything but SELECT/EXPLAIN is refused (InputError); so is a query DuckDB rejects
     (syntax, unknown table, a file outside the lake). ``limit`` caps the rows fetched.
@@ -179,6 +240,7 @@ def analyst_query(
 
 
 __all__ = [
+    "open_analyst_session",
     "AnalystConnection",
     "AnalystResult",
     "QueryResult",

@@ -35,7 +35,6 @@ import duckdb
 from .._core.errors import LakeError
 from ..config.settings import SQL_DIR, Settings
 from .locking import named_lock
-from .mirror import state_view_sql
 from .s3 import create_duckdb_secret, is_remote
 from .sqlfiles import leading_comment, load_sql, sql_literal
 
@@ -75,7 +74,7 @@ def extension_directory() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "extensions")
 
 
-def _required_extensions(catalog_url: str, data_path: str) -> list[str]:
+def required_extensions(catalog_url: str, data_path: str) -> list[str]:
     exts = ["ducklake"]
     if catalog_url.startswith("sqlite:"):
         exts.append("sqlite_scanner")
@@ -170,7 +169,7 @@ class Lake:
             # a connection setting: each cursor sets it too (connect)
             con.execute("SET enable_progress_bar = false")
             con.execute("SET GLOBAL TimeZone = 'UTC'")
-            for ext in _required_extensions(s.catalog_url, s.data_path):
+            for ext in required_extensions(s.catalog_url, s.data_path):
                 con.execute(f"LOAD {ext}")
         except duckdb.Error as exc:
             raise LakeError(f"cannot start DuckDB with the lake extensions: {exc}") from exc
@@ -359,29 +358,6 @@ class Lake:
             return Path(self.settings.catalog_url.removeprefix("sqlite:")).exists()
         return True
 
-    def analyst_connection(self) -> duckdb.DuckDBPyConnection:
-        """A sandboxed read-only connection for ad-hoc queries (``billing-batch sql``):
-        :func:`analyst_session_sql` run on a fresh in-memory DuckDB. Run every query
-        through :func:`check_read_only_sql` (``analyst.analyst_query`` does): the settings
-        alone do not close the extensions' own file access (see ``sqlguard``)."""
-        s = self.settings
-        catalog_path = s.lake_dir / "catalog.sqlite"
-        if s.catalog_url.startswith("sqlite:") and not catalog_path.exists():
-            raise LakeError(f"no lake yet at {s.lake_dir}: ingest something first")
-        try:
-            con = duckdb.connect(":memory:")
-        except duckdb.Error as exc:
-            raise LakeError(f"cannot start DuckDB: {exc}") from exc
-        try:
-            for statement in analyst_session_sql(s):
-                if is_remote(s.data_path) and statement.startswith("ATTACH"):
-                    create_duckdb_secret(con, s.s3)  # in memory, never printed
-                con.execute(statement)
-        except duckdb.Error as exc:
-            con.close()
-            raise LakeError(f"cannot open the lake read-only: {exc}") from exc
-        return con
-
     # --- schema ----------------------------------------------------------------------
     def ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
         """Create the lake tables and views that do not exist yet (idempotent)."""
@@ -512,38 +488,3 @@ def memory_connection() -> duckdb.DuckDBPyConnection:
     except duckdb.Error as exc:
         raise LakeError(f"cannot start DuckDB: {exc}") from exc
     return con
-
-
-def analyst_session_sql(settings: Settings, *, alias: str = "billing") -> list[str]:
-    """The statements that make a fresh DuckDB 1.4 session an analyst's view of the lake:
-    the extensions from the ``duckdb-ext-*`` wheels (nothing downloaded), the lake
-    attached read-only as ``alias`` and selected, UTC, then file access limited to the
-    lake's data path, no external access (no other file, COPY TO, ATTACH, INSTALL/LOAD)
-    and the configuration locked. ``billing-batch analyst-init`` prints them for any
-    DuckDB session; :meth:`Lake.analyst_connection` runs them.
-
-    What they cannot close: an extension's own file access (``sqlite_scan``,
-    ``sqlite_attach``, ``ATTACH ... (TYPE sqlite)``: see ``sqlguard``), which
-    :func:`check_read_only_sql` refuses."""
-    s = settings
-    data = s.data_path if s.data_path.endswith("/") else s.data_path + "/"
-    statements = [
-        f"SET extension_directory = {sql_literal(extension_directory())}",
-        "SET autoinstall_known_extensions = false",
-        "SET autoload_known_extensions = false",
-    ]
-    exts = _required_extensions(s.catalog_url, s.data_path)
-    if s.state_on_postgres and "postgres_scanner" not in exts:
-        exts.append("postgres_scanner")
-    statements += [f"LOAD {ext}" for ext in exts]
-    statements += [
-        f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS {alias} (READ_ONLY)",
-        f"USE {alias}",
-        "SET TimeZone = 'UTC'",
-        # the state on PostgreSQL: read in place (attached read-only, one view per table)
-        *state_view_sql(s),
-        f"SET allowed_directories = [{sql_literal(data)}]",
-        "SET enable_external_access = false",
-        "SET lock_configuration = true",
-    ]
-    return statements
