@@ -24,7 +24,7 @@ from billing_batch.cli.usage import interactive
 from billing_batch.config.settings import PROJECT_ROOT, Settings, load_settings
 from billing_batch.storage import mirror
 from billing_batch.storage import state as store
-from billing_batch.storage.analyst import analyst_query
+from billing_batch.storage.analyst import analyst_query, open_analyst_session
 from billing_batch.storage.lake import Lake, extension_directory
 from billing_batch.usage.ingest import ingest
 from billing_batch.usage.rollup import refresh_rollup
@@ -84,7 +84,7 @@ def test_analyst_connection_during_a_write_sees_the_last_snapshot(
 ) -> None:
     proc, go = _start_slow_ingest(settings, tmp_path)
     try:
-        con = Lake(settings).analyst_connection()  # opened while the ingest writes
+        con = open_analyst_session(settings)  # opened while the ingest writes
         try:
             assert con.execute("SELECT count(*) FROM events").fetchall() == [(1,)]
             result = analyst_query(con, "SELECT sum(quantity) AS total FROM events")
@@ -111,7 +111,7 @@ def test_an_open_analyst_transaction_does_not_block_the_writer(
         with sqlite3.connect(settings.lake_dir / "catalog.sqlite") as cat:
             mode = cat.execute("PRAGMA journal_mode").fetchall()
         assert mode == [("wal",)]  # lake.py puts the SQLite catalog in WAL mode
-        con = Lake(settings).analyst_connection()
+        con = open_analyst_session(settings)
         try:
             con.execute("BEGIN TRANSACTION")
             assert con.execute("SELECT count(*) FROM events").fetchall() == [(1,)]
@@ -164,7 +164,7 @@ def test_cli_sql_formats_sandbox_and_prompt(
 
     outside = tmp_path / "secret.csv"
     outside.write_text("a\n1\n")
-    sandbox = Lake(settings).analyst_connection()
+    sandbox = open_analyst_session(settings)
     try:
         for refused, message in [
             ("DELETE FROM events", "only SELECT"),
@@ -196,7 +196,7 @@ def test_cli_sql_formats_sandbox_and_prompt(
     assert captured.out == "x\n1\ny\n2\n"
     assert "query failed" in captured.err
     buf = io.StringIO()
-    con = Lake(settings).analyst_connection()
+    con = open_analyst_session(settings)
     try:
         assert interactive(con, "json", None, io.StringIO("SELECT 42 AS answer;"), buf) == 0
     finally:
@@ -287,7 +287,7 @@ def test_every_example_in_the_analyst_docs_runs(documented_lake: Settings) -> No
     assert titled >= 11  # ten day-one queries and the time travel
     con.close()
     # each single-SELECT example also runs through the sandboxed `billing-batch sql`
-    sandbox = Lake(s).analyst_connection()
+    sandbox = open_analyst_session(s)
     try:
         for block in examples:
             statements = sandbox.extract_statements(block)

@@ -2,7 +2,8 @@
 
 Every escape is tried against a real lake through each interface: `billing-batch sql`
 (the real CLI, in a subprocess and in-process), the library's `analyst_query` on
-`Lake.analyst_connection()`, and the Python helper `billing_batch.analyst_connection()`.
+`storage.analyst.open_analyst_session()`, and the Python helper
+`billing_batch.analyst_connection()`.
 A secret SQLite file and a secret CSV sit outside the lake; their content must never come
 back, and nothing may be written. Then the raw session of `billing-batch analyst-init`:
 what DuckDB's settings close there, and what they do not (as docs/analysts.md says).
@@ -25,8 +26,7 @@ from billing_batch._core.errors import InputError
 from billing_batch.cli import main as cli_main
 from billing_batch.config.settings import Settings, load_settings
 from billing_batch.storage import mirror
-from billing_batch.storage.analyst import analyst_init_sql, analyst_query
-from billing_batch.storage.lake import Lake
+from billing_batch.storage.analyst import analyst_init_sql, analyst_query, open_analyst_session
 from billing_batch.usage.ingest import ingest
 from billing_batch.usage.rollup import refresh_rollup
 from billing_batch.usage.sample import generate
@@ -173,7 +173,7 @@ def test_the_library_and_the_python_helper_refuse_every_escape(
     lake: tuple[Settings, Path],
 ) -> None:
     settings, secrets = lake
-    con = Lake(settings).analyst_connection()
+    con = open_analyst_session(settings)
     helper = billing_batch.analyst_connection(home=settings.home)
     try:
         for query in escapes(secrets):
@@ -195,7 +195,7 @@ def test_the_library_and_the_python_helper_refuse_every_escape(
 
 def test_the_refusals_say_why(lake: tuple[Settings, Path]) -> None:
     settings, secrets = lake
-    con = Lake(settings).analyst_connection()
+    con = open_analyst_session(settings)
     try:
         for query, why in [
             (f"SELECT * FROM sqlite_scan('{secrets}/other.sqlite', 't')", "sqlite_scan()"),
@@ -217,7 +217,7 @@ def test_the_refusals_say_why(lake: tuple[Settings, Path]) -> None:
 
 def test_lake_queries_still_work_everywhere(lake: tuple[Settings, Path]) -> None:
     settings, _ = lake
-    con = Lake(settings).analyst_connection()
+    con = open_analyst_session(settings)
     try:
         for query in LAKE_QUERIES:
             assert analyst_query(con, query).columns, query
