@@ -59,6 +59,11 @@ def test_lake_data_path_on_s3_from_settings(
         finally:
             con.close()
         assert n == 500
+        analyst = Lake(settings).analyst_connection()  # read-only, sandboxed: S3 still read
+        try:
+            assert analyst.execute("SELECT count(*) FROM events").fetchall() == [(500,)]
+        finally:
+            analyst.close()
         assert files and all(f.startswith(f"s3://{s3_bucket}/lake/") for f in files), files
     finally:
         close_connections()
