@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_nightly.py [--events 10000000] [--workspaces 10000]
                                                  [--data-dir /tmp/billing-bench] [--keep]
+    .venv/bin/python benchmarks/bench_nightly.py --scale ...   # = benchmarks/bench_scale.py
 
 Generates a sample month (``billing_batch.usage.sample.generate``: January 2024, Zipf-skewed
 workspaces, all four metrics, retries, bad lines; cached in ``--data-dir``), hard-links
@@ -123,4 +124,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if "--scale" in sys.argv:  # the same close past one machine: bench_scale.py
+        sys.argv.remove("--scale")
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_scale import main as scale_main
+
+        sys.exit(scale_main())
     sys.exit(main())

@@ -164,6 +164,8 @@ def close_once(
         raise SystemExit(f"{name}: no run summary (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     summary: dict[str, Any] = json.loads(out)
     summary["wall"] = wall
+    for failure in summary["failures"][:3]:
+        print(f"  {name}: failure: {json.dumps(failure, default=str)[:500]}")
     shutil.rmtree(home, ignore_errors=True)
     return summary
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from billing_batch.invoicing.publish import Pending
 from billing_batch.nightly.fanout import MIN_BATCHES, _batch_json, batches
 
@@ -32,3 +34,15 @@ def test_a_batch_travels_as_json_with_exact_decimals() -> None:
 
     p = Pending("inv_1", "INV-1", {"total": Decimal("12.30")})
     assert loads(_batch_json([p])) == [["inv_1", "INV-1", {"total": Decimal("12.30")}]]
+
+
+def test_settings_reach_a_worker_as_json_unchanged(tmp_path: Path) -> None:
+    from billing_batch.config.settings import Settings, load_settings
+
+    (tmp_path / "billing.toml").write_text(
+        '[files]\nurl = "s3://b/files"\n[s3]\nendpoint = "http://127.0.0.1:9"\n'
+        '[metrics.seats]\ndisplay_name = "Seats"\naggregation = "max"\n'
+        '[[webhooks.endpoints]]\nid = "a"\nurl = "https://x.example/h"\nsecret_env = "S"\n'
+    )
+    settings = load_settings(env={"BILLING_HOME": str(tmp_path)})
+    assert Settings.model_validate_json(settings.model_dump_json()) == settings

@@ -59,6 +59,21 @@ def test_lake_data_path_on_s3_from_settings(
         finally:
             con.close()
         assert n == 500
+        # every cursor writes S3 parts of ~5 MB, not DuckDB's 80 MB (31 day files at once
+        # overran the 700 MB limit at 1M events)
+        con = Lake(settings).connect()
+        try:
+            (size,) = con.execute(
+                "SELECT current_setting('s3_uploader_max_filesize')"
+            ).fetchone() or ("",)
+        finally:
+            con.close()
+        assert size == "50GB"  # DuckDB's own default: 800GB
+        analyst = Lake(settings).analyst_connection()  # read-only, sandboxed: S3 still read
+        try:
+            assert analyst.execute("SELECT count(*) FROM events").fetchall() == [(500,)]
+        finally:
+            analyst.close()
         assert files and all(f.startswith(f"s3://{s3_bucket}/lake/") for f in files), files
     finally:
         close_connections()

@@ -22,8 +22,10 @@ import hashlib
 import importlib.util
 import json
 import os
+import random
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -56,6 +58,15 @@ TABLES: tuple[str, ...] = (
 #: them at their next open (``ensure_schema``).
 _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("ingest_manifest", "source_etag", "VARCHAR"),)
 
+
+#: What DuckLake answers a process that creates the catalog, a table or an option while
+#: another process does the same (measured: SQLite "database is locked" at the catalog's
+#: creation, "already exists", Postgres "could not serialize access"): worth another try.
+_RACE = re.compile(
+    r"database is locked|already exists|Transaction conflict|could not serialize", re.IGNORECASE
+)
+#: Tries to open the lake when such races keep happening (~1 minute in all at most).
+_OPEN_ATTEMPTS = 12
 
 #: DuckLake's refusal of an attach whose DATA_PATH differs from the catalog's.
 _DATA_PATH_MISMATCH = re.compile(
@@ -238,6 +249,20 @@ class Lake:
             return instance
 
     def _open_instance(self, *, create: bool) -> _Instance:
+        """:meth:`_open_instance_once`, again after a short pause when another process
+        (another machine: the write lock is per home) was creating the same catalog,
+        tables or options at that moment: DuckLake answers "database is locked", "already
+        exists" or a transaction conflict, and the next try finds them made."""
+        for attempt in range(_OPEN_ATTEMPTS):
+            try:
+                return self._open_instance_once(create=create)
+            except LakeError as exc:
+                if attempt + 1 == _OPEN_ATTEMPTS or not _RACE.search(str(exc)):
+                    raise
+                time.sleep(min(2.0, 0.05 * 2**attempt) * (1 + random.random()))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _open_instance_once(self, *, create: bool) -> _Instance:
         """One DuckDB with the lake attached read-write (the schema ensured when
         ``create``). The SQLite catalog is put in WAL mode first, before DuckDB opens it:
         never while this process's DuckDB holds it (two SQLite libraries in one process
@@ -272,6 +297,9 @@ class Lake:
             try:
                 cur.execute(f"USE {LAKE}")
                 self.ensure_schema(cur)
+            except BaseException:
+                instance.close()
+                raise
             finally:
                 cur.close()
         return instance

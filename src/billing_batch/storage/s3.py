@@ -44,9 +44,21 @@ def duckdb_secret_params(s3: S3Settings) -> dict[str, Any]:
     return params
 
 
+#: Largest object DuckDB writes to S3: it sizes each multipart part as this / 10,000
+#: parts, and keeps one part in memory per file being written. DuckDB's default (800 GB:
+#: 80 MB parts) made a partitioned write (one file per day: 31 at once) exceed the job's
+#: 700 MB memory limit; 50 GB gives ~5 MB parts, S3's minimum part size.
+S3_MAX_OBJECT = "50GB"
+
+
 def create_duckdb_secret(con: duckdb.DuckDBPyConnection, s3: S3Settings) -> None:
-    """Create (or replace) this connection's S3 secret from the settings. A temporary
-    secret: it lives in this DuckDB instance's memory, never on disk."""
+    """Create (or replace) this connection's S3 secret from the settings, and size its
+    uploads (:data:`S3_MAX_OBJECT`). A temporary secret: it lives in this DuckDB
+    instance's memory, never on disk."""
+    try:
+        con.execute(f"SET GLOBAL s3_uploader_max_filesize = {_literal(S3_MAX_OBJECT)}")
+    except duckdb.Error as exc:
+        raise LakeError(f"cannot configure DuckDB's S3 uploads: {exc}") from exc
     params = duckdb_secret_params(s3)
     options = ", ".join(
         f"{name} {_literal(value)}" for name, value in params.items() if name != "USE_SSL"
@@ -99,6 +111,7 @@ def fsspec_options(s3: S3Settings) -> dict[str, Any]:
 
 
 __all__ = [
+    "S3_MAX_OBJECT",
     "SECRET_NAME",
     "create_duckdb_secret",
     "duckdb_secret_params",
