@@ -139,6 +139,7 @@ def state_counts(settings: Settings) -> dict[str, int]:
         }
 
 
+@pytest.mark.slow
 def test_month_close_end_to_end_then_rerun_changes_nothing(
     tmp_path: Path, receiver: Receiver, stripe_env: FakeStripe
 ) -> None:

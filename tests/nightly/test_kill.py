@@ -33,7 +33,10 @@ from tests.nightly.support import (
     wait_until,
 )
 
-pytestmark = pytest.mark.skipif(not have_proc(), reason="the process census needs /proc")
+pytestmark = [
+    pytest.mark.skipif(not have_proc(), reason="the process census needs /proc"),
+    pytest.mark.slow,
+]
 
 REPO = Path(__file__).resolve().parents[2]
 
