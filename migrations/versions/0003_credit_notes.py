@@ -9,6 +9,7 @@ Revises: 0002
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 from billing_batch.storage.schema import run_script
@@ -19,8 +20,16 @@ branch_labels = None
 depends_on = None
 
 
+#: The invoices' new columns (TEXT: amounts are exact decimal strings).
+NEW_COLUMNS = ("amount_due", "dispute_id", "dispute_status")
+
+
 def upgrade() -> None:
     bind = op.get_bind()
+    have = {c["name"] for c in sa.inspect(bind).get_columns("invoices")}
+    for column in NEW_COLUMNS:
+        if column not in have:
+            bind.exec_driver_sql(f"ALTER TABLE invoices ADD COLUMN {column} TEXT")
     run_script(bind, "migrations/003_credit_notes")
     run_script(bind, "schema")
 

@@ -21,12 +21,16 @@ INVOICE = (
 )
 
 
+V2 = Path(__file__).with_name("schema_v2.sql")
+
+
 def legacy_store(path: Path, version: int) -> None:
-    """A store as the pre-Alembic code left it at ``version``."""
+    """A store as the pre-Alembic code left it at ``version`` (the schema as released at
+    version 2, ``schema_v2.sql``; at 1, its billed usage before the ledger)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path, isolation_level=None)
     try:
-        for statement in schema.statements((SQL_DIR / "state" / "schema.sql").read_text()):
+        for statement in schema.statements(V2.read_text()):
             con.execute(statement)
         con.execute(INVOICE)
         if version == 1:  # the billed usage before the ledger

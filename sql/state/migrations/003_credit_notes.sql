@@ -1,8 +1,7 @@
 -- Migration 2 -> 3: credit notes, the customer balance, refunds, Stripe's events,
--- disputes, reconciliation; invoices get amount_due (NULL: the total). Run once.
-ALTER TABLE invoices ADD COLUMN amount_due TEXT;
-ALTER TABLE invoices ADD COLUMN dispute_id TEXT;
-ALTER TABLE invoices ADD COLUMN dispute_status TEXT;
+-- disputes, reconciliation. Run once. The invoices' new columns (amount_due: NULL means
+-- the total; dispute_id, dispute_status) are added by the revision, only where missing
+-- (migrations/versions/0003_credit_notes.py).
 
 -- credit notes (docs/credit-notes.md): corrections of a finalized invoice, numbered
 -- CN-YYYY-nnnnnn gap-free per issue year, immutable once issued. Amounts are decimal
