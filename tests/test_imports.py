@@ -39,3 +39,24 @@ def test_every_lazy_export_resolves() -> None:
     ]
     assert missing == []
     assert sorted(billing_batch.__all__) == sorted(billing_batch._EXPORTS)
+
+
+def test_the_cli_and_the_api_hold_no_sql() -> None:
+    """The CLI and the API parse, call one service and print: no query text, no cursor."""
+    import re
+    from pathlib import Path
+
+    import billing_batch
+
+    root = Path(billing_batch.__file__).parent
+    sql = re.compile(
+        r"\bSELECT\b.*\bFROM\b|\b(INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b|\.execute\(|run_sql\("
+    )
+    found = [
+        f"{path.relative_to(root)}:{n}"
+        for folder in ("cli", "api")
+        for path in sorted((root / folder).glob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if sql.search(line)
+    ]
+    assert found == []
