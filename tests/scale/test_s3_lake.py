@@ -8,6 +8,7 @@ import pytest
 import s3fs
 
 from billing_batch.config.settings import load_settings
+from billing_batch.storage.analyst import open_analyst_session
 from billing_batch.storage.lake import Lake, close_connections
 from billing_batch.usage.ingest import ingest
 from tests.conftest import random_events, write_log
@@ -69,7 +70,7 @@ def test_lake_data_path_on_s3_from_settings(
         finally:
             con.close()
         assert size == "50GB"  # DuckDB's own default: 800GB
-        analyst = Lake(settings).analyst_connection()  # read-only, sandboxed: S3 still read
+        analyst = open_analyst_session(settings)  # read-only, sandboxed: S3 still read
         try:
             assert analyst.execute("SELECT count(*) FROM events").fetchall() == [(500,)]
         finally:
