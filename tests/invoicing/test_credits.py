@@ -194,3 +194,23 @@ def test_stripe_charges_the_amount_due(
         assert charges == [] and result.amount_minor == 0
     else:
         assert [(c.amount, c.currency) for c in charges] == [(charged_minor, "usd")]
+
+
+def test_a_grant_with_an_idempotency_key_is_made_once(settings: object) -> None:
+    def grant(amount: str) -> object:
+        return grant_credit(
+            settings,  # type: ignore[arg-type]
+            "ws_k",
+            D(amount),
+            "USD",
+            effective_on=date(2024, 1, 1),
+            idempotency_key="order-77",
+            now=NOW,
+        )
+
+    first = grant("40.00")
+    assert grant("40.00") == first  # the same order again: the same grant, nothing added
+    with pytest.raises(InputError, match="order-77.*other terms \\(amount\\)"):
+        grant("41.00")
+    grants = list_grants(settings, "ws_k")  # type: ignore[arg-type]
+    assert [(g.id, g.balance) for g in grants] == [(first.id, D("40.00"))]  # type: ignore[attr-defined]

@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     g.add_argument("--expires", help="last day usable, YYYY-MM-DD (default: never)")
     g.add_argument("--priority", type=int, default=0, help="lower is drawn first (default 0)")
     g.add_argument("--reason", default="")
+    g.add_argument(
+        "--idempotency-key",
+        help="e.g. the order reference: run again with the same key, nothing more is granted",
+    )
     g.set_defaults(handler=_grant)
 
     ls = csub.add_parser("list", help="grants with their balance")
@@ -45,6 +49,7 @@ def _grant(args: argparse.Namespace) -> int:
         expires_on=parse_date(args.expires, what="--expires") if args.expires else None,
         priority=args.priority,
         reason=args.reason,
+        idempotency_key=args.idempotency_key,
     )
     print_json(grant.to_json())
     return 0

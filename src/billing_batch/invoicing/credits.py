@@ -16,7 +16,7 @@ from typing import Any
 
 from .._core import clock, money
 from .._core.errors import InputError
-from .._core.ids import check_workspace_id, new_id
+from .._core.ids import check_workspace_id, new_id, stable_id
 from ..config.settings import Settings
 from ..rating.credits import Draw, Grant, drawdown, expired
 from ..storage import state
@@ -109,13 +109,19 @@ def grant_credit(
     expires_on: date | None = None,
     priority: int = 0,
     reason: str = "",
+    idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> Grant:
-    """Grant ``amount`` of ``currency`` to a workspace (its ``grant`` movement too)."""
+    """Grant ``amount`` of ``currency`` to a workspace (its ``grant`` movement too).
+
+    ``idempotency_key`` (e.g. the order or contract reference): the same key for the same
+    workspace gives the grant made the first time, never a second one; with other terms
+    it is refused (InputError)."""
     now = clock.aware(now)
     code = _checked_grant(workspace_id, amount, currency, effective_on, expires_on)
+    gid = stable_id("cg", workspace_id, idempotency_key) if idempotency_key else new_id("cg")
     grant = Grant(
-        new_id("cg"), workspace_id, code, amount, effective_on, expires_on, priority, amount, reason
+        gid, workspace_id, code, amount, effective_on, expires_on, priority, amount, reason
     )
     params = {
         "id": grant.id,
@@ -129,9 +135,25 @@ def grant_credit(
         "created_at": clock.ts(now),
     }
     with state.opened(settings) as con, state.transaction(con):
+        if idempotency_key:
+            done = [g for g in load_grants(con, workspace_id=workspace_id) if g.id == gid]
+            if done:
+                return _same_grant(done[0], grant, idempotency_key)
         state.query(con, "credits/insert_grant", params)
         _movement(con, grant, "grant", amount, effective_on, now)
     return grant
+
+
+def _same_grant(done: Grant, asked: Grant, key: str) -> Grant:
+    """The grant already made under ``key``, if ``asked`` has its terms."""
+    terms = ("currency", "amount", "effective_on", "expires_on", "priority", "reason")
+    differ = [t for t in terms if getattr(done, t) != getattr(asked, t)]
+    if differ:
+        raise InputError(
+            f"idempotency key {key!r} was used for grant {done.id} with other terms "
+            f"({', '.join(differ)}): nothing granted"
+        )
+    return done
 
 
 def list_grants(settings: Settings, workspace_id: str | None = None) -> list[Grant]:
