@@ -147,3 +147,23 @@ def test_run_summary_on_object_storage(
     assert back is not None and back["summaryFile"] == where
     assert back["runId"] == "run_test1" and back["runDate"] == "2024-02-01"
     assert read_summary(s, date(2024, 2, 1), "run_missing") is None
+
+
+def test_usage_recorded_through_the_api_lands_in_the_bucket(
+    seaweedfs: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    """With [files] url, recorded usage is one object in the bucket's landing area (never
+    a local file the ingest would not list), and the next ingest counts it once."""
+    from billing_batch.usage.recording import record_usage
+
+    settings = _settings(tmp_path / "api-machine", seaweedfs, s3_bucket, tmp_path / "lake")
+    body = json.dumps({"events": [event(id="rec_1", workspace="ws_r"), event(id="rec_2")]})
+    try:
+        rec = record_usage(settings, body)
+        assert rec.path.startswith(f"s3://{s3_bucket}/files/") and "/api/" in rec.path
+        assert not list((tmp_path / "api-machine").rglob("*.jsonl"))
+        first = ingest(settings)
+        assert first.total("accepted") == 2
+        assert ingest(settings).ingest_id is None  # claimed once
+    finally:
+        close_connections()

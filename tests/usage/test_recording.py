@@ -173,10 +173,11 @@ def test_landing_file_is_durable_and_ingested_once(settings: Settings) -> None:
         now=NOW,
     )
     assert rec.accepted == 2
-    assert rec.path.parent == settings.landing_dir / "api" / "2024-01-20"
-    assert rec.path.name.startswith("rec_") and rec.path.suffix == ".jsonl"
-    assert [p.name for p in rec.path.parent.iterdir()] == [rec.path.name]  # no temp left
-    lines = [json.loads(x) for x in rec.path.read_text().splitlines()]
+    path = Path(rec.path)
+    assert path.parent == settings.landing_dir / "api" / "2024-01-20"
+    assert path.name.startswith("rec_") and path.suffix == ".jsonl"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp left
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
     assert [x["id"] for x in lines] == list(rec.ids)
 
     first = ingest(settings)

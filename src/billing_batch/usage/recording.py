@@ -39,6 +39,7 @@ from .._core.files import atomic_write_bytes, make_dirs
 from .._core.ids import new_id, stable_id
 from .._core.jsonutil import dumps
 from ..config.settings import Settings
+from ..storage.files import area
 
 if TYPE_CHECKING:
     import duckdb
@@ -84,7 +85,7 @@ class PreparedUsage:
 @dataclass(frozen=True)
 class RecordedUsage:
     ids: tuple[str, ...]
-    path: Path
+    path: str  # the landing file (a local path, or an s3:// URL with [files] url)
 
     @property
     def accepted(self) -> int:
@@ -292,14 +293,22 @@ def append_usage(
 ) -> RecordedUsage:
     """Append the events to a new landing file, durably (see the module docstring)."""
     now = now or datetime.now(UTC)
+    data = b"".join(line + b"\n" for line in prepared.lines)
+    name = f"{new_id('rec')}.jsonl"
+    landing = area(settings, "landing")
+    if landing.remote:  # [files] url: one PUT of the whole object where the ingest lists
+        day = now.astimezone(UTC).date().isoformat()
+        return RecordedUsage(
+            ids=prepared.ids, path=landing.write_many([(f"api/{day}/{name}", data)])[0]
+        )
     folder = landing_folder(settings, now)
     make_dirs(folder)
-    path = folder / f"{new_id('rec')}.jsonl"
+    path = folder / name
     try:
-        atomic_write_bytes(path, b"".join(line + b"\n" for line in prepared.lines))
+        atomic_write_bytes(path, data)
     except OSError as exc:
         raise LakeError(f"cannot write recorded usage to the landing zone: {exc}") from exc
-    return RecordedUsage(ids=prepared.ids, path=path)
+    return RecordedUsage(ids=prepared.ids, path=str(path))
 
 
 def record_usage(
