@@ -1,7 +1,8 @@
 # billing-batch: the two commands of the README.
 #   make demo   set up everything, then close a sample month end to end
 #   make test   set up everything, then lint, type-check and run the tests (not the slow ones)
-#   make test-slow   the long end-to-end runs (marked slow); .ci/run runs both
+#   make test-slow   the long end-to-end runs (marked slow)
+#   make test-scale  Postgres, SeaweedFS and Dask started by the harness; .ci/run runs all three
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
