@@ -103,3 +103,28 @@ def test_totals(lines: list[Decimal], rate: Decimal, currency: str) -> None:
     assert t.subtotal == sum(rounded, D(0))
     assert t.tax == money.quantize(t.subtotal * rate, currency)
     assert t.total == t.subtotal + t.tax
+
+
+def test_a_negative_billed_difference_is_rated_by_amounts(default_book: PriceBook) -> None:
+    """Late readings can lower a gauge: a late line then bills a negative difference. If the
+    period's first invoice is voided, the ledger holds only that negative difference; the
+    period is rated again as "costs now minus billed" (no price of a negative quantity)."""
+    from datetime import date
+
+    from billing_batch.config.metrics import DEFAULT_METRICS
+    from billing_batch.periods import Period, PlanSpan
+    from billing_batch.rating import Billed, SegmentState, rate_period
+    from billing_batch.rating.period import BilledUsage
+
+    period = Period(date(2024, 4, 1), date(2024, 4, 30), date(2024, 4, 1), date(2024, 4, 30))
+    span = PlanSpan(period.start, period.end, "payg", None)
+    billed = Billed(plan="payg", usage={"storage": BilledUsage(D("-0.935"), D("-0.23"))})
+    segment = SegmentState(span, {"storage": D("2.5")}, billed)
+    rated = rate_period(
+        period, [segment], book=default_book, metrics=DEFAULT_METRICS, currency="USD", late=True
+    )
+    (line,) = rated.lines
+    now = default_book.plan("payg").price("storage").rate(D("2.5"), "USD").amount
+    assert line.quantity == D("2.5") - D("-0.935")
+    assert line.amount == now - D("-0.23")
+    assert line.detail["billedAmount"] == D("-0.23")

@@ -199,15 +199,21 @@ class _Rater:
             free = included_units(price, span, self.period)
             charge = price.rate(now, self.currency, included=free)
             detail: dict[str, Any]
-            if done.quantity == 0:
-                amount = charge.amount
+            # always what the segment costs now with all its usage, minus what was billed
+            amount = charge.amount - done.amount
+            if done.quantity == 0 and done.amount == 0:
                 detail = charge.to_detail()
+            elif done.quantity < 0:
+                # only a negative difference is billed (a gauge that late readings lowered,
+                # whose first invoice was then voided): a negative quantity has no price
+                detail = charge.to_detail()
+                detail["billedQuantity"] = done.quantity
+                detail["billedAmount"] = done.amount
             else:
                 # what the segment costs now with all its usage, minus what was billed
                 # (amounts, not prices of quantities: a void that released an earlier
                 # row must not bill the units a later late line already priced)
                 before = price.rate(done.quantity, self.currency, included=free)
-                amount = charge.amount - done.amount
                 detail = _difference_detail(price, before, charge, delta, self.currency, free)
                 detail["billedAmount"] = done.amount
             if self.late:

@@ -39,7 +39,6 @@ from .._core.files import atomic_write_bytes, make_dirs
 from .._core.ids import new_id, stable_id
 from .._core.jsonutil import dumps
 from ..config.settings import Settings
-from ..storage.files import area
 
 if TYPE_CHECKING:
     import duckdb
@@ -292,6 +291,8 @@ def append_usage(
     settings: Settings, prepared: PreparedUsage, *, now: datetime | None = None
 ) -> RecordedUsage:
     """Append the events to a new landing file, durably (see the module docstring)."""
+    from ..storage.files import area  # here: the HTTP client imports this module's errors
+
     now = now or datetime.now(UTC)
     data = b"".join(line + b"\n" for line in prepared.lines)
     name = f"{new_id('rec')}.jsonl"
