@@ -102,32 +102,6 @@ class _Instance:
     def __init__(self, con: duckdb.DuckDBPyConnection, catalog_url: str) -> None:
         self.con = con
         self.catalog_url = catalog_url
-        self._snapshots: OrderedDict[int, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def at_snapshot(self, snapshot: int) -> str:
-        """The alias of the lake attached read-only at ``snapshot`` (attached once; the
-        least recently used of more than :data:`_MAX_SNAPSHOTS` is detached)."""
-        alias = f"{LAKE}_at_{snapshot}"
-        with self._lock:
-            if snapshot in self._snapshots:
-                self._snapshots.move_to_end(snapshot)
-                return alias
-            try:
-                self.con.execute(
-                    f"ATTACH {sql_literal('ducklake:' + self.catalog_url)} AS {alias} "
-                    f"(READ_ONLY, SNAPSHOT_VERSION {snapshot})"
-                )
-            except duckdb.Error as exc:
-                raise LakeError(f"cannot read the lake at snapshot {snapshot}: {exc}") from exc
-            self._snapshots[snapshot] = None
-            while len(self._snapshots) > _MAX_SNAPSHOTS:
-                old, _ = self._snapshots.popitem(last=False)
-                try:
-                    self.con.execute(f"DETACH {LAKE}_at_{old}")
-                except duckdb.Error:  # still in use by a cursor: it stays attached
-                    pass
-        return alias
 
     def close(self) -> None:
         try:
@@ -140,8 +114,6 @@ class _Instance:
 _INSTANCES: OrderedDict[tuple[Any, ...], _Instance] = OrderedDict()
 _INSTANCES_LOCK = threading.Lock()
 _MAX_INSTANCES = 4
-#: Snapshots (time travel) kept attached per instance.
-_MAX_SNAPSHOTS = 8
 
 
 def close_connections() -> None:
@@ -201,7 +173,8 @@ class Lake:
         loaded and the lake attached once: a connection then costs milliseconds, not half
         a second); close them when done. ``create=True`` creates the lake (folders,
         catalog, tables) when missing; ``snapshot=n`` reads the lake as it was at snapshot
-        ``n`` (time travel: the same SQL then reads the past). ``read_only`` documents a
+        ``n`` (time travel: the same SQL then reads the past; a DuckDB of its own, see
+        :meth:`private_connection`). ``read_only`` documents a
         reader (it never writes); writers take :meth:`write_lock`. The lake is attached
         at this home's data path: a home moved or copied elsewhere is refused (LakeError
         naming ``billing-batch lake relocate``) rather than read where it used to be.
@@ -209,13 +182,49 @@ class Lake:
         if not create and not self.exists():
             raise LakeError(f"no lake yet at {self.settings.lake_dir}: ingest something first")
         instance = self._instance(create=create)
-        alias = LAKE if snapshot is None else instance.at_snapshot(int(snapshot))
+        if snapshot is not None:
+            return self.private_connection(snapshot=int(snapshot))
         try:
             con = instance.con.cursor()
-            con.execute(f"USE {alias}")
+            con.execute(f"USE {LAKE}")
             con.execute("SET enable_progress_bar = false")
         except duckdb.Error as exc:
             raise LakeError(f"cannot open a lake connection: {exc}") from exc
+        return con
+
+    def private_connection(
+        self, *, snapshot: int | None = None, override_data_path: bool = False
+    ) -> duckdb.DuckDBPyConnection:
+        """A DuckDB of its own (not the process's shared instance) with the lake attached
+        as ``lake`` and selected; closing it closes the instance (~0.3 s to open).
+
+        For whatever must attach or detach a database: time travel (the lake at
+        ``snapshot``, read-only), the state mirror (it attaches its copy of the state
+        store), relocation (``override_data_path``: the lake at this home's data path
+        although its catalog records another). The shared instance is never attached to
+        or detached from once open: DuckDB 1.4 crashes (segfault) when a database is
+        detached while another thread's query walks the catalogs (``duckdb_tables()``),
+        which the HTTP API did under concurrent requests and its background mirror."""
+        s = self.settings
+        if not self.exists():
+            raise LakeError(f"no lake at {s.lake_dir}")
+        options = [f"DATA_PATH {sql_literal(s.data_path)}"]
+        if snapshot is not None:
+            options += ["READ_ONLY", f"SNAPSHOT_VERSION {int(snapshot)}"]
+        if override_data_path:
+            options.append("OVERRIDE_DATA_PATH true")
+        con = self._base_connection(job=True)
+        try:
+            con.execute(
+                f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS {LAKE} "
+                f"({', '.join(options)})"
+            )
+            con.execute(f"USE {LAKE}")
+        except duckdb.Error as exc:
+            con.close()
+            if snapshot is not None:
+                raise LakeError(f"cannot read the lake at snapshot {snapshot}: {exc}") from exc
+            raise LakeError(f"cannot attach the lake at {s.catalog_url}: {exc}") from exc
         return con
 
     def _instance(self, *, create: bool) -> _Instance:
@@ -303,26 +312,6 @@ class Lake:
             finally:
                 cur.close()
         return instance
-
-    def relocation_connection(self) -> duckdb.DuckDBPyConnection:
-        """A private DuckDB (not the process's shared instance) with the lake attached as
-        ``lake`` at this home's data path even though its catalog records another
-        (``OVERRIDE_DATA_PATH``, for this connection only): for ``relocation`` alone, under
-        the write lock. Close it when done."""
-        s = self.settings
-        if not self.exists():
-            raise LakeError(f"no lake at {s.lake_dir}")
-        con = self._base_connection(job=True)
-        try:
-            con.execute(
-                f"ATTACH {sql_literal('ducklake:' + s.catalog_url)} AS {LAKE} "
-                f"(DATA_PATH {sql_literal(s.data_path)}, OVERRIDE_DATA_PATH true)"
-            )
-            con.execute(f"USE {LAKE}")
-        except duckdb.Error as exc:
-            con.close()
-            raise LakeError(f"cannot attach the lake at {s.catalog_url}: {exc}") from exc
-        return con
 
     def _set_options(self, con: duckdb.DuckDBPyConnection) -> None:
         """The lake's write options, stored in the catalog: written only when they differ

@@ -185,26 +185,23 @@ def mirror_to_lake(settings: Settings, *, reason: str = "mirror state") -> int:
             stale.unlink(missing_ok=True)
         copy = snapshot_copy(settings, settings.tmp_dir / name)
         try:
-            con = lake.connect()
+            lake.connect().close()  # the lake and its tables exist
+            # a DuckDB of its own: attaching the copy to the process's shared instance
+            # would crash its other threads' queries (see Lake.private_connection)
+            con = lake.private_connection()
             try:
-                # the process's lake instance is shared: the copy is attached for this
-                # pass only (the write lock serializes passes)
                 con.execute(f"ATTACH {sql_literal(str(copy))} AS state (TYPE sqlite, READ_ONLY)")
-                try:
-                    with lake.transaction(con, reason):
-                        for table in MIRRORED:
-                            text = load_sql(f"mirror/{table}")
-                            con.execute(f"CREATE OR REPLACE TABLE {table} AS {text}")
-                            con.execute(
-                                f"COMMENT ON TABLE {table} IS {sql_literal(leading_comment(text))}"
-                            )
-                    snapshot = lake.current_snapshot(con)
-                    with _guard:
-                        _copied[key] = max(_copied.get(key, 0), seen)
-                    return snapshot
-                finally:
-                    con.execute("USE lake")
-                    con.execute("DETACH state")
+                with lake.transaction(con, reason):
+                    for table in MIRRORED:
+                        text = load_sql(f"mirror/{table}")
+                        con.execute(f"CREATE OR REPLACE TABLE {table} AS {text}")
+                        con.execute(
+                            f"COMMENT ON TABLE {table} IS {sql_literal(leading_comment(text))}"
+                        )
+                snapshot = lake.current_snapshot(con)
+                with _guard:
+                    _copied[key] = max(_copied.get(key, 0), seen)
+                return snapshot
             finally:
                 con.close()
         finally:

@@ -156,7 +156,7 @@ def relocate_home(
     if not lake.exists():
         raise InputError(f"no lake at {settings.lake_dir}: nothing to relocate")
     with run_lock(settings), lake.write_lock():
-        con = lake.relocation_connection()
+        con = lake.private_connection(override_data_path=True)
         try:
             recorded = _recorded_data_path(con)
             if recorded == settings.data_path:
@@ -230,7 +230,7 @@ def _relocate_manifest(
 
 def _record_data_path(lake: Lake, data_path: str) -> None:
     """Record this home's data path in the catalog (the relocation's commit point)."""
-    con = lake.relocation_connection()
+    con = lake.private_connection(override_data_path=True)
     try:
         run_query(
             con,
