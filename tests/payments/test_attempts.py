@@ -20,7 +20,7 @@ from billing_batch._core.errors import (
 from billing_batch.config.settings import Settings
 from billing_batch.payments import attempts as records
 from billing_batch.payments.attempts import PaymentAttempt, PaymentResult
-from billing_batch.payments.stripe_gateway import idempotency_key
+from billing_batch.payments.keys import idempotency_key
 from billing_batch.storage import state as store
 from tests.payments.support import DAY0, make_invoice
 

@@ -23,7 +23,7 @@ from billing_batch._core.jsonutil import dumps, loads
 from billing_batch.config.settings import Settings
 from billing_batch.invoicing import service as invoices
 from billing_batch.payments.attempts import PaymentResult
-from billing_batch.payments.stripe_gateway import idempotency_key
+from billing_batch.payments.keys import idempotency_key
 from billing_batch.storage import state as store
 from tests.fake_stripe import FakeStripe, FakeStripeHTTPClient, FakeStripeServer
 from tests.payments.support import (

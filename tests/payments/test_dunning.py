@@ -12,7 +12,7 @@ from billing_batch._core.errors import BillingError
 from billing_batch.config.settings import Settings, load_settings
 from billing_batch.invoicing import service as invoices
 from billing_batch.payments.attempts import PaymentResult
-from billing_batch.payments.stripe_gateway import idempotency_key
+from billing_batch.payments.keys import idempotency_key
 from billing_batch.storage import state as store
 from tests.fake_stripe import TEST_CARDS, FakeStripe, FakeStripeHTTPClient, FakeStripeServer
 from tests.payments.support import (

@@ -25,8 +25,8 @@ from billing_batch._core.errors import (
 from billing_batch._core.jsonutil import dumps, loads
 from billing_batch.config.settings import Settings, load_settings
 from billing_batch.invoicing import service as invoices
-from billing_batch.payments import stripe_gateway
-from billing_batch.payments.stripe_gateway import idempotency_key
+from billing_batch.payments import redaction
+from billing_batch.payments.keys import idempotency_key
 from billing_batch.storage import state as store
 from tests.fake_stripe import FakeStripe, FakeStripeHTTPClient, FakeStripeServer, unused_local_url
 from tests.payments.support import DAY0, KEY, at, attempts, count, make_invoice, outbox, pay
@@ -158,9 +158,9 @@ def test_api_key_never_in_logs_errors_or_records(
 
 def test_scrub_removes_keys() -> None:
     masked = "Invalid API Key provided: sk_test_****************************6789"
-    assert "6789" not in stripe_gateway.redact(masked)
-    assert stripe_gateway.redact(f"x {KEY} y", KEY) == "x [redacted] y"
-    assert stripe_gateway.redact('"client_secret": "pi_fake01_secret_fake"') == (
+    assert "6789" not in redaction.redact(masked)
+    assert redaction.redact(f"x {KEY} y", KEY) == "x [redacted] y"
+    assert redaction.redact('"client_secret": "pi_fake01_secret_fake"') == (
         '"client_secret": "[redacted]"'
     )
 

@@ -134,12 +134,15 @@ LAKE_QUERIES = [
 ]
 
 
-def test_billing_batch_sql_refuses_every_escape(
+def test_billing_batch_sql_refuses_escapes(
     lake: tuple[Settings, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The command line refuses through the library's guard, which the next test tries
+    with every escape; here every fourth (each opens a session, ~0.4 s), through the
+    command in-process, then installed, then at its prompt."""
     settings, secrets = lake
     queries = escapes(secrets)
-    for query in queries:
+    for query in queries[::4]:
         code = cli_main(["--home", str(settings.home), "sql", "--format", "csv", query])
         captured = capsys.readouterr()
         assert code == 2, (query, captured.out, captured.err)

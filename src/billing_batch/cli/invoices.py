@@ -68,6 +68,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     e.add_argument("id")
     e.set_defaults(handler=_explain)
 
+    _register_rerate(isub)
+
+    ls = isub.add_parser("list", help="list invoices")
+    ls.add_argument("--workspace")
+    ls.add_argument("--status")
+    ls.set_defaults(handler=_list)
+
+
+def _register_rerate(isub: argparse._SubParsersAction[Any]) -> None:
     r = isub.add_parser(
         "rerate", help="re-rate a finalized invoice with another price book: the diff by line"
     )
@@ -83,11 +92,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.set_defaults(handler=_rerate)
-
-    ls = isub.add_parser("list", help="list invoices")
-    ls.add_argument("--workspace")
-    ls.add_argument("--status")
-    ls.set_defaults(handler=_list)
 
 
 def _create(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from .._core.errors import ConfigError
+from ._env import config_path_of, env_overrides, merge
 from ._model import Model
 from .metrics import DEFAULT_METRICS, MetricDef, extend_catalogue
 
@@ -396,52 +397,6 @@ _ENV_ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
     ("s3", "use_ssl"): ("DUCKDB_S3_USE_SSL",),
 }
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _coerce_env(raw: str, annotation: Any) -> Any:
-    """Turn an environment string into the value pydantic expects for a scalar field."""
-    text = raw.strip()
-    if annotation is bool:
-        low = text.lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ConfigError(f"not a boolean: {raw!r}")
-    if annotation == tuple[int, ...]:
-        return tuple(int(x) for x in text.replace(",", " ").split())
-    return text
-
-
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for section, model in _SECTIONS.items():
-        for name, field in model.model_fields.items():
-            key = f"BILLING_{section.upper()}_{name.upper()}"
-            if key not in env:
-                key = next((a for a in _ENV_ALIASES.get((section, name), ()) if a in env), key)
-            if key in env:
-                try:
-                    value = _coerce_env(env[key], field.annotation)
-                except (ConfigError, ValueError) as exc:
-                    raise ConfigError(f"{key}: {exc}") from None
-                out.setdefault(section, {})[name] = value
-    if "BILLING_PRICE_BOOK" in env:
-        out["price_book"] = env["BILLING_PRICE_BOOK"]
-    return out
-
-
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(dict(merged[key]), value)
-        else:
-            merged[key] = value
-    return merged
-
 
 def load_settings(
     config: str | os.PathLike[str] | None = None,
@@ -454,7 +409,7 @@ def load_settings(
     home_value = home if home is not None else env.get("BILLING_HOME", "billing-data")
     home_path = Path(home_value).expanduser().resolve()
 
-    config_path = _config_path(config, env, home_path)
+    config_path = config_path_of(config, env, home_path)
     data: dict[str, Any] = {}
     if config_path is not None:
         try:
@@ -467,31 +422,12 @@ def load_settings(
         data.pop("home", None)
         if "metrics" in data:
             data["metrics"] = extend_catalogue(data["metrics"])
-    data = _merge(data, _env_overrides(env))
+    data = merge(data, env_overrides(env, _SECTIONS, _ENV_ALIASES))
     try:
         return Settings(home=home_path, config_file=config_path, **data)
     except ValidationError as exc:
         where = str(config_path) if config_path else "settings"
         raise ConfigError(f"{where}: {exc}") from None
-
-
-def _config_path(
-    config: str | os.PathLike[str] | None, env: Mapping[str, str], home: Path
-) -> Path | None:
-    """The settings file: ``config``, else ``$BILLING_CONFIG``, else ``<home>/billing.toml``
-    when it exists (None: no file)."""
-    if config is not None:
-        path = Path(config).expanduser().resolve()
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        return path
-    if env.get("BILLING_CONFIG"):
-        path = Path(env["BILLING_CONFIG"]).expanduser().resolve()
-        if not path.is_file():
-            raise ConfigError(f"BILLING_CONFIG points to a missing file: {path}")
-        return path
-    candidate = home / "billing.toml"
-    return candidate if candidate.is_file() else None
 
 
 def parse_date(text: str, *, what: str = "date") -> date:

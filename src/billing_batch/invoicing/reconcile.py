@@ -141,8 +141,13 @@ def _payments(gw: Any, row: Any) -> Iterable[Mismatch]:
             str(len(succeeded)),
         )
     pid = row["payment_intent_id"]
-    if not pid or (due == 0 and not succeeded):
-        return
+    if pid and (due != 0 or succeeded):
+        yield from _recorded_intent(gw, row, pid, due)
+
+
+def _recorded_intent(gw: Any, row: Any, pid: str, due: int) -> Iterable[Mismatch]:
+    """The PaymentIntent a paid invoice records: at Stripe, succeeded, for its amount due."""
+    inv, name = row["id"], row["number"]
     try:
         pi = gw.retrieve_payment_intent(pid)
     except PaymentRefusedError:
@@ -172,23 +177,11 @@ def _payments(gw: Any, row: Any) -> Iterable[Mismatch]:
 
 
 def _refunds(gw: Any, row: Any, ours: list[dict[str, Any]]) -> Iterable[Mismatch]:
-    from ..payments.stripe_gateway import stripe_amount
-
     pid, name = row["payment_intent_id"], row["number"]
     theirs = {r["id"]: r for r in gw.list_refunds(pid)} if pid else {}
     explained: set[str] = set()
     for r in ours:
-        ref = r["stripeRefundId"]
-        at_stripe = theirs.get(ref) if ref else None
-        if at_stripe is None:
-            at_stripe = next(
-                (
-                    t
-                    for t in theirs.values()
-                    if (t.get("metadata") or {}).get("credit_note_id") == r["creditNoteId"]
-                ),
-                None,
-            )
+        at_stripe = _stripe_refund_of(theirs, r)
         if at_stripe is None:
             if r["status"] != "failed":
                 yield Mismatch(
@@ -202,31 +195,7 @@ def _refunds(gw: Any, row: Any, ours: list[dict[str, Any]]) -> Iterable[Mismatch
                 )
             continue
         explained.add(at_stripe["id"])
-        expected = stripe_amount(int(r["creditNoteTotalMinor"]), r["currency"])
-        if int(at_stripe.get("amount") or 0) != expected:
-            yield Mismatch(
-                "refund_amount",
-                f"invoice {name}: Stripe refund {at_stripe['id']} is "
-                f"{at_stripe.get('amount')}, credit note {r['creditNoteNumber']} "
-                f"{expected}",
-                row["id"],
-                at_stripe["id"],
-                str(expected),
-                str(at_stripe.get("amount")),
-            )
-        status = {"succeeded": "succeeded", "failed": "failed", "canceled": "failed"}.get(
-            str(at_stripe.get("status")), "pending"
-        )
-        if status != r["status"]:
-            yield Mismatch(
-                "refund_status",
-                f"invoice {name}: refund {r['id']} is {r['status']} "
-                f"here, {at_stripe.get('status')} at Stripe",
-                row["id"],
-                at_stripe["id"],
-                r["status"],
-                str(at_stripe.get("status")),
-            )
+        yield from _refund_agrees(row, r, at_stripe)
     for rid, t in theirs.items():
         if rid not in explained:
             yield Mismatch(
@@ -237,6 +206,54 @@ def _refunds(gw: Any, row: Any, ours: list[dict[str, Any]]) -> Iterable[Mismatch
                 None,
                 str(t.get("amount")),
             )
+
+
+def _stripe_refund_of(theirs: dict[str, Any], r: dict[str, Any]) -> Any:
+    """Stripe's refund for our refund ``r``: by its id, else by its credit note's id in
+    the refund's metadata (a refund whose id we never recorded)."""
+    ref = r["stripeRefundId"]
+    if ref and ref in theirs:
+        return theirs[ref]
+    return next(
+        (
+            t
+            for t in theirs.values()
+            if (t.get("metadata") or {}).get("credit_note_id") == r["creditNoteId"]
+        ),
+        None,
+    )
+
+
+def _refund_agrees(row: Any, r: dict[str, Any], at_stripe: Any) -> Iterable[Mismatch]:
+    """Our refund ``r`` and Stripe's: the same amount, the same status."""
+    from ..payments.stripe_gateway import stripe_amount
+
+    name = row["number"]
+    expected = stripe_amount(int(r["creditNoteTotalMinor"]), r["currency"])
+    if int(at_stripe.get("amount") or 0) != expected:
+        yield Mismatch(
+            "refund_amount",
+            f"invoice {name}: Stripe refund {at_stripe['id']} is "
+            f"{at_stripe.get('amount')}, credit note {r['creditNoteNumber']} "
+            f"{expected}",
+            row["id"],
+            at_stripe["id"],
+            str(expected),
+            str(at_stripe.get("amount")),
+        )
+    status = {"succeeded": "succeeded", "failed": "failed", "canceled": "failed"}.get(
+        str(at_stripe.get("status")), "pending"
+    )
+    if status != r["status"]:
+        yield Mismatch(
+            "refund_status",
+            f"invoice {name}: refund {r['id']} is {r['status']} "
+            f"here, {at_stripe.get('status')} at Stripe",
+            row["id"],
+            at_stripe["id"],
+            r["status"],
+            str(at_stripe.get("status")),
+        )
 
 
 def _save(settings: Settings, report: ReconcileReport, now: datetime) -> None:

@@ -327,14 +327,7 @@ def charge(settings: Settings, run_date: date) -> StepResult:
                 }
             )
     if no_method:
-        shown = ", ".join(no_method[:20]) + (
-            f" and {len(no_method) - 20} more" if len(no_method) > 20 else ""
-        )
-        step.notes.append(
-            f"not charged: no payment method: {len(no_method)} invoice(s) left open "
-            f"({shown}); set default_payment_method in the price book, or pay them with "
-            "billing-batch invoice pay ID --payment-method pm_..."
-        )
+        step.notes.append(_no_payment_method_note(no_method))
     step.counts = {
         "charged": sum(1 for r in first if not isinstance(r, NoPaymentMethodError)),
         "retried": len(retries),
@@ -344,6 +337,17 @@ def charge(settings: Settings, run_date: date) -> StepResult:
         "not_charged_no_payment_method_invoices": no_method,
     }
     return step
+
+
+def _no_payment_method_note(numbers: list[str]) -> str:
+    shown = ", ".join(numbers[:20]) + (
+        f" and {len(numbers) - 20} more" if len(numbers) > 20 else ""
+    )
+    return (
+        f"not charged: no payment method: {len(numbers)} invoice(s) left open "
+        f"({shown}); set default_payment_method in the price book, or pay them with "
+        "billing-batch invoice pay ID --payment-method pm_..."
+    )
 
 
 def overdue(settings: Settings, run_date: date) -> StepResult:

@@ -19,13 +19,13 @@ from __future__ import annotations
 from .attempts import ATTEMPT_STATUSES, PAYABLE, PaymentAttempt, PaymentResult, list_attempts
 from .charging import pay_invoice, pay_invoices
 from .dunning import due_payments, retry_due_payments
+from .keys import idempotency_key
 from .stripe_gateway import (
     AMBIGUOUS_ERRORS,
     NOT_CONFIGURED_MESSAGE,
     StripeFailure,
     default_http_client,
     describe_stripe_error,
-    idempotency_key,
     map_stripe_error,
     stripe_amount,
     stripe_client,

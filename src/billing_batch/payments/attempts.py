@@ -35,7 +35,8 @@ from ..invoicing import service as invoices
 from ..invoicing.model import Invoice
 from ..storage import state
 from ..storage.state import Row, StateConnection
-from .stripe_gateway import AMBIGUOUS_ERRORS, idempotency_key
+from .keys import idempotency_key
+from .stripe_gateway import AMBIGUOUS_ERRORS
 
 #: Invoice statuses that can be charged.
 PAYABLE: tuple[str, ...] = ("open", "overdue")

@@ -65,7 +65,8 @@ from .attempts import (
 from .customers import stripe_customer
 from .outcomes import Outcome, outcome_from_failure, outcome_from_intent
 from .recording import record
-from .stripe_gateway import HTTPClient, StripeGateway, redact, require_api_key
+from .redaction import redact
+from .stripe_gateway import HTTPClient, StripeGateway, require_api_key
 
 log = logging.getLogger(__name__)
 

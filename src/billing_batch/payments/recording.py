@@ -36,8 +36,8 @@ from .attempts import (
     result_of,
 )
 from .outcomes import Outcome
+from .redaction import redact
 from .retry_schedule import next_retry_at
-from .stripe_gateway import redact
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from ..invoicing.credit_note_model import CreditNote
 from ..invoicing.model import Invoice
 from ..storage import state
 from ..storage.state import Row, StateConnection
-from .stripe_gateway import HTTPClient, StripeGateway, refund_idempotency_key
+from .keys import refund_idempotency_key
+from .stripe_gateway import HTTPClient, StripeGateway
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,18 @@
 """The Stripe boundary: the project's only ``import stripe``.
 
 Here, and nowhere else: the Stripe client is built (:func:`stripe_client`, lazily by
-:class:`StripeGateway`), idempotency keys are chosen (:func:`idempotency_key`,
-:func:`customer_idempotency_key`, :func:`cancel_idempotency_key`), the requests are
+:class:`StripeGateway`), the requests are
 shaped (a PaymentIntent created and confirmed off-session: :meth:`StripeGateway.
 create_payment_intent`), Stripe's errors become the project's own
 (:func:`map_stripe_error`, applied by the one call wrapper every Stripe call goes
 through), and nothing secret-shaped leaves through logging, errors or records
-(:func:`redact`). Answers leave as plain dicts; what they mean for an attempt is
-:mod:`.outcomes`'. Design: ``docs/payments.md``.
+(:func:`.redaction.redact`; idempotency keys are :mod:`.keys`'). Answers leave as
+plain dicts; what they mean for an attempt is :mod:`.outcomes`'. Design: ``docs/payments.md``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +34,8 @@ from .._core.errors import (
     WebhookVerificationError,
 )
 from ..config.settings import Settings
+from .keys import cancel_idempotency_key, customer_idempotency_key
+from .redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -77,37 +77,6 @@ _sleep: Callable[[float], None] = time.sleep
 
 
 # --- secrets -------------------------------------------------------------------------------
-#: API keys (also Stripe's masked form, sk_test_****1234) and PaymentIntent client
-#: secrets (pi_..._secret_..., in the SDK's debug log of response bodies).
-_SECRET = re.compile(r"\b(?:sk|rk)_(?:test|live)_[A-Za-z0-9*]+|\b[a-z]+_\w+_secret_\w+")
-
-
-def redact(text: str, key: str | None = None) -> str:
-    """No API key in anything we log, store or raise (Stripe's own 401 message quotes a
-    masked key: that goes too), and no PaymentIntent client secret."""
-    if key:
-        text = text.replace(key, "[redacted]")
-    return _SECRET.sub("[redacted]", text)
-
-
-class _RedactSecrets(logging.Filter):
-    """On the ``stripe`` logger: the SDK logs Stripe's error messages (a 401's quotes
-    the masked API key) and, at debug level, response bodies (a PaymentIntent's client
-    secret). Nothing secret-shaped leaves through logging."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if _SECRET.search(text):
-            record.msg = _SECRET.sub("[redacted]", text)
-            record.args = None
-        return True
-
-
-_stripe_logger = logging.getLogger("stripe")
-if not any(isinstance(f, _RedactSecrets) for f in _stripe_logger.filters):
-    _stripe_logger.addFilter(_RedactSecrets())
-
-
 # --- the client ----------------------------------------------------------------------------
 def stripe_configured(settings: Settings) -> bool:
     """Whether ``STRIPE_API_KEY`` is set (paying needs it)."""
@@ -168,27 +137,7 @@ def stripe_client(
     )
 
 
-# --- keys and amounts ------------------------------------------------------------------------
-def idempotency_key(invoice_id: str, attempt_no: int) -> str:
-    """The Stripe idempotency key of one attempt: ``invoice-<id>-attempt-<n>``."""
-    return f"invoice-{invoice_id}-attempt-{attempt_no}"
-
-
-def customer_idempotency_key(workspace_id: str) -> str:
-    """The key of the request creating a workspace's Stripe customer."""
-    return f"customer-{workspace_id}"
-
-
-def cancel_idempotency_key(attempt_key: str) -> str:
-    """The key of the request canceling an attempt's PaymentIntent."""
-    return f"{attempt_key}-cancel"
-
-
-def refund_idempotency_key(credit_note_id: str) -> str:
-    """The key of the request refunding a credit note: ``refund-<credit note id>``."""
-    return f"refund-{credit_note_id}"
-
-
+# --- amounts and events ------------------------------------------------------------------
 def verify_stripe_event(
     payload: bytes, signature: str | None, secret: str, *, tolerance: int
 ) -> dict[str, Any]:
@@ -516,15 +465,10 @@ __all__ = [
     "HTTPClient",
     "StripeFailure",
     "StripeGateway",
-    "cancel_idempotency_key",
-    "customer_idempotency_key",
     "default_http_client",
     "describe_stripe_error",
     "failure_of",
-    "idempotency_key",
     "map_stripe_error",
-    "redact",
-    "refund_idempotency_key",
     "require_api_key",
     "stripe_amount",
     "stripe_client",

@@ -216,18 +216,7 @@ class _Rater:
                 before = price.rate(done.quantity, self.currency, included=free)
                 detail = _difference_detail(price, before, charge, delta, self.currency, free)
                 detail["billedAmount"] = done.amount
-            if self.late:
-                detail = {
-                    "latePeriod": {"start": self.period.start, "end": self.period.end},
-                    **detail,
-                }
-                description = (
-                    f"Late usage for {self.label}: {mdef.display_name} "
-                    f"({shown_quantity(mdef, delta)})"
-                )
-            else:
-                shown = shown_quantity(mdef, delta)
-                description = f"{mdef.display_name} ({shown}){self._span_label(span, plan)}"
+            description, detail = self._described(mdef, delta, span, plan, detail)
             self.lines.append(
                 Line(
                     kind="late_usage" if self.late else "usage",
@@ -246,6 +235,19 @@ class _Rater:
             self._entry(span, "usage", metric, plan, delta, amount)
             total = (total or ZERO) + amount
         return total
+
+    def _described(
+        self, mdef: MetricDef, delta: Decimal, span: PlanSpan, plan: Plan, detail: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """A usage line's description, and its detail (a late one names its period)."""
+        shown = shown_quantity(mdef, delta)
+        if self.late:
+            late = {"latePeriod": {"start": self.period.start, "end": self.period.end}}
+            return f"Late usage for {self.label}: {mdef.display_name} ({shown})", {
+                **late,
+                **detail,
+            }
+        return f"{mdef.display_name} ({shown}){self._span_label(span, plan)}", detail
 
     def _span_label(self, span: PlanSpan, plan: Plan) -> str:
         if not self.several:

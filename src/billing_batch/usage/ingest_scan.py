@@ -97,6 +97,31 @@ def _unclean(
     return found, len(rb) - after
 
 
+def _inner_lines(scan: Scan, chunk: np.ndarray, nl: np.ndarray) -> None:
+    """The lines that start and end in this chunk: the longest, and a blank one."""
+    if len(nl) < 2:
+        return
+    starts = nl[:-1] + 1
+    lengths = nl[1:] - starts
+    scan.longest = max(scan.longest, int(lengths.max()))
+    if scan.plain:
+        for i in np.flatnonzero(lengths <= 16):
+            if _all_blank(chunk[starts[i] : nl[i + 1]]):
+                scan.plain = False
+                break
+
+
+def _add_blocks(scan: Scan, line_starts: np.ndarray, lines: int, next_block: int) -> int:
+    """A block starts at the first line start past each block boundary (``line_starts``:
+    this chunk's, as file offsets; ``lines``: complete lines before it). Returns the next
+    boundary."""
+    while next_block <= int(line_starts[-1]):
+        k = int(np.searchsorted(line_starts, next_block))
+        scan.blocks.append((int(line_starts[k]), lines + 1 + k))
+        next_block = int(line_starts[k]) + _BLOCK_BYTES
+    return next_block
+
+
 def scan_file(path: Path, chunk_bytes: int, max_line_bytes: int) -> Scan:
     """Read ``path`` once: SHA-256, line count, blank, over-long and unclean lines, and
     the block index."""
@@ -126,22 +151,9 @@ def scan_file(path: Path, chunk_bytes: int, max_line_bytes: int) -> Scan:
         scan.longest = max(scan.longest, offset + int(nl[0]) - line_start)
         if open_blank and _all_blank(chunk[: nl[0]]):
             scan.plain = False
-        # the lines that start and end in this chunk
-        if len(nl) > 1:
-            starts = nl[:-1] + 1
-            lengths = nl[1:] - starts
-            scan.longest = max(scan.longest, int(lengths.max()))
-            if scan.plain:
-                for i in np.flatnonzero(lengths <= 16):
-                    if _all_blank(chunk[starts[i] : nl[i + 1]]):
-                        scan.plain = False
-                        break
-        # a block starts at the first line start past each block boundary
+        _inner_lines(scan, chunk, nl)
         line_starts = np.concatenate([[line_start], nl + 1 + offset])
-        while next_block <= int(line_starts[-1]):
-            k = int(np.searchsorted(line_starts, next_block))
-            scan.blocks.append((int(line_starts[k]), lines + 1 + k))
-            next_block = int(line_starts[k]) + _BLOCK_BYTES
+        next_block = _add_blocks(scan, line_starts, lines, next_block)
         lines += len(nl)
         line_start = offset + int(nl[-1]) + 1
         open_blank = _all_blank(chunk[nl[-1] + 1 :])
