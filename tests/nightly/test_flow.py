@@ -202,6 +202,27 @@ def test_month_close_end_to_end_then_rerun_changes_nothing(
     assert paid == [(5,)] and runs[0][0] >= 1
 
 
+def test_a_failing_workspace_does_not_stop_the_others_in_the_steps(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The nightly's money steps (``steps.bill``: ingest, rollup, invoices, audit), without
+    Prefect: one workspace whose plan cannot price its usage fails alone, and the audit
+    names its unbilled period. (Through the flow and the CLI: the slow test below.)"""
+    from billing_batch.invoicing.audit import describe
+    from billing_batch.nightly.steps import bill
+
+    settings = month_settings(tmp_path / "home", receiver, broken="ws_0002")
+    generate(settings.landing_dir, workspaces=5, events=1_000, seed=8, bad_lines=0)
+    result = bill(settings, RUN_DATE)
+    assert [f["workspace"] for f in result.failures] == ["ws_0002"]
+    assert "plan 'partial' has no price for metric" in result.failures[0]["error"]
+    assert len(result.invoice_ids) == 4
+    unexplained = describe(result.audit.unexplained)
+    assert unexplained and all("ws_0002 2024-01-01..2024-01-31" in a for a in unexplained)
+    assert any("unbilled_period" in a for a in unexplained)
+
+
+@pytest.mark.slow
 def test_a_failing_workspace_does_not_stop_the_others(
     tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

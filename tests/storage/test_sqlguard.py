@@ -149,7 +149,7 @@ def test_billing_batch_sql_refuses_escapes(
         assert "billing-batch: error:" in captured.err, query
         assert SECRET not in captured.out + captured.err, query
     # the installed command, as an attacker would call it
-    for query in queries[:3]:
+    for query in queries[:1]:
         proc = subprocess.run(
             [BB, "--home", str(settings.home), "sql", "--format", "csv", query],
             capture_output=True,

@@ -199,7 +199,8 @@ def con(settings: Settings) -> Any:
 
 
 @hsettings(
-    max_examples=60,
+    # the default suite: 25 files of adversarial lines; --hypothesis-profile=long: 300
+    max_examples=25 if hsettings.get_current_profile_name() == "default" else 300,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

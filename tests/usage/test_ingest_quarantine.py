@@ -50,6 +50,7 @@ def cli(
 
 
 # --- over-long lines ---------------------------------------------------------------------
+@pytest.mark.slow  # 50 MB written and scanned; long lines: the next test
 def test_a_50_mb_line_is_rejected_on_its_own(settings: Settings, tmp_path: Path) -> None:
     """The issue's case: one landing file with a 50 MB line. The line is rejected with
     its file, number and reason (the default 1 MiB limit), never read into memory; the
