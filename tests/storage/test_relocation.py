@@ -204,6 +204,7 @@ def test_relocate_refuses_an_incomplete_copy(
     assert code == 0 and out["files"] == 0, err
 
 
+@pytest.mark.slow  # the installed command in a child process; in-process: the tests above
 def test_relocate_as_a_subprocess_with_from(tmp_path: Path) -> None:
     """The real command line, and --from for a layout relocation cannot work out."""
     home = tmp_path / "a"
