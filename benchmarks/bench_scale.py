@@ -13,7 +13,10 @@ Stripe key), run interleaved round after round (medians when ``--rounds`` > 1):
   process: the baseline a single Dask worker is compared with);
 * ``s3``: lake data and every file on SeaweedFS (started here on 127.0.0.1), PDFs in the
   local pool ("SeaweedFS, single worker");
-* ``dask-1`` / ``dask-2``: ``s3`` plus the PDFs on a Dask scheduler with 1 / 2 worker
+* ``pg``: ``s3`` with the state and the DuckLake catalog on PostgreSQL (a throwaway
+  cluster started here, as the tests' harness does; a fresh database pair per close):
+  "Postgres + SeaweedFS, single worker";
+* ``dask-1`` / ``dask-2``: ``pg`` plus the PDFs on a Dask scheduler with 1 / 2 worker
   processes (``dask worker --nthreads 1 --no-nanny``), started here.
 
 Prints per-step seconds, each configuration's ratio to ``embedded``, the overhead of the
@@ -42,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_nightly import BB, ROOT, sample  # noqa: E402
 
 ACCESS, SECRET = "benchkey", "bench-secret-key"
-CONFIGS = ("embedded", "embedded-1p", "s3", "dask-1", "dask-2")
+CONFIGS = ("embedded", "embedded-1p", "s3", "pg", "dask-1", "dask-2")
 
 
 def _port() -> int:
@@ -126,15 +129,40 @@ def stop(procs: list[Any]) -> None:
             p.kill()
 
 
+def start_postgres(root: Path) -> tuple[subprocess.Popen[bytes], Any]:
+    """A throwaway PostgreSQL (the tests' harness: initdb + postgres on 127.0.0.1)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.postgres_harness import PgServer, _start, find_pg_bin
+
+    bindir = find_pg_bin()
+    if bindir is None:
+        raise SystemExit("PostgreSQL binaries not found: run scripts/system-deps.sh")
+    os.chmod(root, 0o755)  # the server runs as nobody: its folder must be reachable
+    proc, port = _start(bindir, root)
+    return proc, PgServer(host="127.0.0.1", port=port, user="postgres")
+
+
 def close_once(
-    name: str, logs: Path, work: Path, endpoint: str, env: dict[str, str], rnd: int
+    name: str,
+    logs: Path,
+    work: Path,
+    endpoint: str,
+    env: dict[str, str],
+    rnd: int,
+    pg: Any = None,
 ) -> dict[str, Any]:
     """One month close in a fresh home; the run summary plus the end-to-end seconds."""
     home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
     run_env = {**env, "BILLING_HOME": str(home)}
+    if name.startswith(("pg", "dask")):
+        db = f"bench_{name.replace('-', '_')}_{rnd}"
+        pg.admin(f"CREATE DATABASE {db}")
+        pg.admin(f"CREATE DATABASE {db}_lake")
+        run_env.update(BILLING_STATE_URL=pg.url(db),
+                       BILLING_LAKE_CATALOG=f"postgres:{pg.conninfo(db + '_lake')}")  # fmt: skip
     if name == "embedded-1p":
         run_env["BILLING_INVOICES_RENDER_PROCESSES"] = "1"
-    if name.startswith(("s3", "dask")):
+    if name.startswith(("s3", "pg", "dask")):
         import s3fs
 
         prefix = f"bench/{name}-{rnd}"
@@ -199,11 +227,17 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if k != "STRIPE_API_KEY"}
     env.update(PREFECT_HOME=str(args.data_dir / "prefect-home"), PREFECT_LOGGING_LEVEL="WARNING")
     procs: list[Any] = []
+    pg_root: Path | None = None
     results: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
     try:
         (work / "weed").mkdir()
         weed, endpoint = start_seaweedfs(work / "weed")
         procs.append(weed)
+        pg = None
+        if any(c.startswith(("pg", "dask")) for c in configs):
+            pg_root = Path(tempfile.mkdtemp(prefix="bb-bench-pg-"))
+            pg_proc, pg = start_postgres(pg_root)
+            procs.append(pg_proc)
         clusters: dict[str, str] = {}
         for c in configs:
             if c.startswith("dask-"):
@@ -217,13 +251,15 @@ def main() -> int:
                 cenv = dict(env)
                 if c in clusters:
                     cenv["BILLING_SCALE_DASK_ADDRESS"] = clusters[c]
-                s = close_once(c, logs, work, endpoint, cenv, rnd)
+                s = close_once(c, logs, work, endpoint, cenv, rnd, pg)
                 results[c].append(s)
                 print(f"  round {rnd + 1} {c:<12} {s['wall']:7.1f} s end to end, status "
                       f"{s['status']}, load {os.getloadavg()[0]:.1f}")  # fmt: skip
     finally:
         stop(procs)
         shutil.rmtree(work, ignore_errors=True)
+        if pg_root is not None:
+            shutil.rmtree(pg_root, ignore_errors=True)
     report(results, args.workspaces, args.events)
     return 0
 
@@ -255,6 +291,9 @@ def report(results: dict[str, list[dict[str, Any]]], workspaces: int, events: in
         over = med("dask-1", None) / med("embedded-1p", None) - 1
         print(f"distributed overhead at 1 worker (dask-1 vs embedded-1p, all steps): "
               f"{over:+.1%} (target <= +15%)")  # fmt: skip
+        if "pg" in results:
+            print(f"  of which Postgres + SeaweedFS (pg vs embedded): "
+                  f"{med('pg', None) / med('embedded', None) - 1:+.1%}")  # fmt: skip
         d1 = med("dask-1", "documents") / invoices
         coord = med("dask-1", None) - med("dask-1", "documents")
         per_ws = coord / workspaces
