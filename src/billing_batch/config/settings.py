@@ -205,6 +205,8 @@ class ScaleSettings(Model):
     dask_address: str = ""
     #: Invoices per rendering task on Dask (a Prefect task costs ~150 ms there).
     render_batch_size: int = Field(default=250, ge=1)
+    #: Planned invoices per rating task on Dask (rating costs ~ms per invoice: big batches).
+    rate_batch_size: int = Field(default=2000, ge=1)
 
 
 class ApiKey(Model):

@@ -171,12 +171,17 @@ def issue(
     now: datetime,
     *,
     finalize: bool,
+    rated: Rated | BillingError | None = None,
 ) -> Invoice | BillingError:
     """Rate, store (and finalize) one invoice inside the caller's transaction; its own
-    savepoint, so that a failure undoes only this invoice."""
+    savepoint, so that a failure undoes only this invoice. ``rated``: its rating, made
+    beforehand (on a worker: :func:`.rate.rate_batch`), or the error that refused it."""
+    if isinstance(rated, BillingError):
+        return rated
     con.execute("SAVEPOINT one")
     try:
-        rated = rate_planned(settings, book, positions, item)
+        if rated is None:
+            rated = rate_planned(settings, book, positions, item)
         price_books.remember(con, book, now)  # the book that priced it, kept by digest
         inv = store_draft(settings, con, rated, now)
         if finalize:

@@ -65,6 +65,15 @@ class Positions:
     #: Ledger rows for a (workspace, period) that is no billing period of it now.
     orphans: list[tuple[str, tuple[date, date]]] = field(default_factory=list)
 
+    def only(self, workspace_ids: Collection[str]) -> Positions:
+        """These workspaces' positions alone (what a rating batch needs, shipped to a
+        worker)."""
+        return Positions(
+            self.as_of,
+            self.lake_snapshot_id,
+            {ws: self.by_workspace[ws] for ws in workspace_ids if ws in self.by_workspace},
+        )
+
     def period(self, workspace_id: str, period: Period) -> PeriodPosition | None:
         for pos in self.by_workspace.get(workspace_id, []):
             if (pos.period.start, pos.period.end) == (period.start, period.end):

@@ -6,7 +6,8 @@ what the ledger billed) and the pure rules of :mod:`billing_batch.rating`.
 * :func:`plan_requested`: requested periods carry the late differences of the
   workspace's earlier invoiced periods (the nightly's plan is :mod:`.planner`);
 * :func:`rate_planned`: one planned invoice priced into lines and totals
-  (:class:`~.model.Rated`), its own period's differences, then those it carries.
+  (:class:`~.model.Rated`), its own period's differences, then those it carries;
+* :func:`rate_batch`: many, each failure in its place (the unit fanned out on Dask).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from .._core.errors import InputError, StateError
+from .._core.errors import BillingError, InputError, StateError
 from ..config.settings import Settings
 from ..periods import Period, Subscription, billing_periods
 from ..rating import LedgerEntry, Line, PeriodRating, SegmentState, rate_period
@@ -124,4 +125,18 @@ def rate_planned(
     )
 
 
-__all__ = ["period_for", "plan_requested", "rate_discounted", "rate_planned"]
+def rate_batch(
+    settings: Settings, book: PriceBook, positions: Positions, items: Sequence[PlannedInvoice]
+) -> list[Rated | BillingError]:
+    """Rate planned invoices, each on its own (pure: no I/O, so it may run on a worker of
+    another machine); a failure of one is returned in its place."""
+    out: list[Rated | BillingError] = []
+    for item in items:
+        try:
+            out.append(rate_planned(settings, book, positions, item))
+        except BillingError as exc:
+            out.append(exc)
+    return out
+
+
+__all__ = ["period_for", "plan_requested", "rate_batch", "rate_discounted", "rate_planned"]

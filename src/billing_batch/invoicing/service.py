@@ -22,7 +22,7 @@ from both).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 
@@ -40,7 +40,7 @@ from ..storage.lake import Lake
 from ..subscriptions.service import load_subscriptions
 from ..usage.rollup import ensure_fresh
 from .lifecycle import issue, transition
-from .model import STATUSES, Invoice
+from .model import STATUSES, Invoice, Rated
 from .planner import PlannedInvoice, plan_invoices
 from .positions import Positions, load_positions
 from .publish import publish_invoice_files
@@ -169,22 +169,37 @@ def plan_closed_periods(settings: Settings, run_date: date) -> list[PlannedInvoi
     return plan_invoices(positions.by_workspace, book)
 
 
+#: Rates planned invoices elsewhere (on a Dask cluster: ``nightly.fanout.rate_on_cluster``):
+#: (book, positions, planned) → each one's rating or the error refusing it, in order.
+RateMany = Callable[[PriceBook, Positions, list[PlannedInvoice]], list[Rated | BillingError]]
+
+
 def invoice_closed_periods(
-    settings: Settings, run_date: date, *, now: datetime | None = None
+    settings: Settings,
+    run_date: date,
+    *,
+    now: datetime | None = None,
+    rate_many: RateMany | None = None,
 ) -> tuple[Positions, list[tuple[PlannedInvoice, Invoice | BillingError]]]:
     """The nightly's invoicing (docs/billing-rules.md §7): every billing period closed
     before ``run_date`` since each workspace's first activity that still owes anything
     gets its invoice, finalized, carrying the late differences of earlier periods; all
     in one state transaction, from one lake snapshot. Returns the positions it read and
-    each planned invoice with its result (one failure never stops the others)."""
+    each planned invoice with its result (one failure never stops the others).
+    ``rate_many`` rates them all first, elsewhere (pure work: workers); the writes stay
+    here, in this one transaction."""
     now = clock.aware(now)
     with _fresh_lake(settings) as (book, lake_con), state.opened(settings) as con:
         subs = load_subscriptions(con)
         with state.transaction(con):
             positions = load_positions(lake_con, con, book=book, subscriptions=subs, as_of=run_date)
+            planned = plan_invoices(positions.by_workspace, book)
+            ratings: list[Rated | BillingError | None] = [None] * len(planned)
+            if rate_many is not None and planned:
+                ratings = [*rate_many(book, positions, planned)]
             results = [
-                (item, issue(settings, con, book, positions, item, now, finalize=True))
-                for item in plan_invoices(positions.by_workspace, book)
+                (item, issue(settings, con, book, positions, item, now, finalize=True, rated=r))
+                for item, r in zip(planned, ratings, strict=True)
             ]
     return positions, results
 
@@ -247,6 +262,7 @@ __all__ = [
     "mark_overdue",
     "plan_closed_periods",
     "void_invoice",
+    "RateMany",
     # used through this module by payments and the API (homes: model, store, lifecycle)
     "Invoice",
     "load_invoice",

@@ -15,6 +15,13 @@ flow run does every shared write:
 A batch whose task fails (a worker lost, an error outside any one invoice) fails its
 invoices only; they have no files recorded and the next run renders them again. Without
 ``dask_address`` the flow takes the single-process path (``steps.publish_files``).
+
+Rating is fanned out the same way (:func:`rate_on_cluster`): inside the invoices step's
+one state transaction, the coordinator reads the positions (one lake snapshot, the
+ledger) and plans; each batch of planned invoices goes to a worker with its workspaces'
+positions and the price book (plain data) and comes back rated (``rate_batch``: pure);
+the coordinator then numbers, stores and finalizes them in that same transaction. A
+batch whose task fails fails its invoices only (the next run bills them).
 """
 
 from __future__ import annotations
@@ -22,13 +29,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from .._core.errors import BillingError
 from .._core.jsonutil import dumps, loads
 from ..config.settings import Settings
+from ..invoicing.model import Rated
+from ..invoicing.planner import PlannedInvoice
+from ..invoicing.positions import Positions
 from ..invoicing.publish import (
     Pending,
     Published,
@@ -36,6 +47,9 @@ from ..invoicing.publish import (
     record_files,
     render_documents,
 )
+from ..invoicing.rate import rate_batch
+from ..invoicing.service import RateMany
+from ..rating.plans import PriceBook
 from .steps import StepResult, documents_result
 
 #: At least this many batches when there are enough invoices: a slow batch (or a slow
@@ -43,7 +57,10 @@ from .steps import StepResult, documents_result
 MIN_BATCHES = 8
 
 
-def batches(todo: Sequence[Pending], max_size: int) -> list[list[Pending]]:
+T = TypeVar("T")
+
+
+def batches(todo: Sequence[T], max_size: int) -> list[list[T]]:
     """``todo`` in order, cut into batches of at most ``max_size`` (and at least
     :data:`MIN_BATCHES` batches when there are that many invoices)."""
     if not todo:
@@ -123,4 +140,72 @@ def publish_on_dask(settings: Settings) -> StepResult:
     return step
 
 
-__all__ = ["MIN_BATCHES", "batches", "publish_on_dask", "render_batch_task", "render_on_cluster"]
+@task(name="rate-batch", cache_policy=NO_CACHE)
+def rate_batch_task(
+    settings_json: str, book: PriceBook, positions: Positions, items: list[PlannedInvoice]
+) -> list[Rated | BillingError]:
+    """On a Dask worker: rate one batch (pure). Settings as JSON; the book, the batch's
+    positions and plans as plain data (pickled by Dask), no connection of any kind."""
+    return rate_batch(Settings.model_validate_json(settings_json), book, positions, items)
+
+
+def rate_on_cluster(settings: Settings, address: str | None = None) -> RateMany:
+    """What ``invoice_closed_periods`` calls to rate its planned invoices on the Dask
+    cluster at ``address`` (default ``[scale] dask_address``): batches of
+    ``[scale] rate_batch_size``, each with its own workspaces' positions."""
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    where = address or settings.scale.dask_address
+
+    def rate_many(
+        book: PriceBook, positions: Positions, planned: list[PlannedInvoice]
+    ) -> list[Rated | BillingError]:
+        log = get_run_logger()
+        started = time.perf_counter()
+        work = batches(planned, settings.scale.rate_batch_size)
+        settings_json = settings.model_dump_json()
+        out: list[Rated | BillingError] = []
+        runner: Any = DaskTaskRunner(address=where)
+        with runner:
+            futures = [
+                runner.submit(
+                    rate_batch_task,
+                    {
+                        "settings_json": settings_json,
+                        "book": book,
+                        "positions": positions.only({p.workspace_id for p in batch}),
+                        "items": batch,
+                    },
+                )
+                for batch in work
+            ]
+            for batch, future in zip(work, futures, strict=True):
+                try:
+                    rated = future.result()
+                    if len(rated) != len(batch):  # pragma: no cover - a broken worker
+                        raise RuntimeError(f"{len(rated)} ratings for {len(batch)} invoices")
+                    out.extend(rated)
+                except Exception as exc:  # the batch as a whole: its invoices wait
+                    error = BillingError(f"rate batch failed: {type(exc).__name__}: {exc}")
+                    out.extend(error for _ in batch)
+        log.info(
+            "rated %s invoice(s) in %d batch(es) on %s in %.1f s",
+            f"{len(planned):,}",
+            len(work),
+            where,
+            time.perf_counter() - started,
+        )
+        return out
+
+    return rate_many
+
+
+__all__ = [
+    "MIN_BATCHES",
+    "batches",
+    "publish_on_dask",
+    "rate_batch_task",
+    "rate_on_cluster",
+    "render_batch_task",
+    "render_on_cluster",
+]

@@ -95,6 +95,17 @@ def invoices_task(settings: Settings, run_date: date) -> StepResult:
     )
 
 
+def _invoices(settings: Settings, run_settings: Settings, day: date) -> StepResult:
+    """Close periods: rated in batches on the Dask cluster at ``[scale] dask_address``
+    (numbered, stored and finalized here, in one transaction), else in this process."""
+    if settings.scale.dask_address:
+        from .fanout import rate_on_cluster
+
+        rate_many = rate_on_cluster(settings)
+        return _run_step(lambda: close_periods(settings, day, rate_many)[0])
+    return invoices_task(run_settings, day)
+
+
 @task(name="audit", cache_policy=NO_CACHE)
 def audit_task(settings: Settings, run_date: date, snapshot: int | None, run_id: str) -> StepResult:
     return _run_step(
@@ -179,7 +190,7 @@ def nightly(
         try:
             summary.steps.append(_step(ingest_task(run_settings)))
             summary.steps.append(_step(rollup_task(run_settings)))
-            invoices = _step(invoices_task(run_settings, day))
+            invoices = _step(_invoices(settings, run_settings, day))
             summary.steps.append(invoices)
             snapshot = invoices.counts.get("lake_snapshot")
             summary.steps.append(_step(credits_task(run_settings, day)))

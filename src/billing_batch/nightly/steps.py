@@ -38,7 +38,7 @@ from .._core.jsonutil import dumps
 from ..config.settings import Settings
 from ..invoicing.model import Invoice
 from ..invoicing.publish import publish_invoice_files
-from ..invoicing.service import invoice_closed_periods
+from ..invoicing.service import RateMany, invoice_closed_periods
 from ..storage import state as store
 from ..storage.files import area
 from ..storage.locking import named_lock
@@ -180,11 +180,16 @@ def mirror_step(settings: Settings, reason: str) -> StepResult:
 
 
 # --- step 3: closing periods -------------------------------------------------------------
-def close_periods(settings: Settings, run_date: date) -> tuple[StepResult, list[str]]:
+def close_periods(
+    settings: Settings, run_date: date, rate_many: RateMany | None = None
+) -> tuple[StepResult, list[str]]:
     """Invoice every period closed before ``run_date`` that still owes anything
-    (docs/billing-rules.md §7), finalized and issued at ``run_date`` 00:00 UTC."""
+    (docs/billing-rules.md §7), finalized and issued at ``run_date`` 00:00 UTC
+    (``rate_many``: rated on workers first, see ``fanout.rate_on_cluster``)."""
     step = StepResult("invoices")
-    positions, results = invoice_closed_periods(settings, run_date, now=issue_time(run_date))
+    positions, results = invoice_closed_periods(
+        settings, run_date, now=issue_time(run_date), rate_many=rate_many
+    )
     created: list[Invoice] = []
     carried = 0
     for item, res in results:

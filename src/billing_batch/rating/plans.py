@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from types import MappingProxyType
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -25,8 +26,27 @@ from .prices import PRECISION, Charge, MetricPrice
 ZERO = Decimal(0)
 
 
+class _Picklable:
+    """Frozen dataclasses holding read-only mappings (``MappingProxyType``, which pickle
+    refuses) travel to a worker all the same: the mappings go as dicts and come back
+    read-only (the nightly's rating fan-out ships the price book to Dask workers)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        proxied = tuple(k for k, v in values.items() if isinstance(v, MappingProxyType))
+        for k in proxied:
+            values[k] = dict(values[k])
+        return (_rebuild, (type(self), values, proxied))
+
+
+def _rebuild(cls: type, values: dict[str, Any], proxied: tuple[str, ...]) -> Any:
+    for k in proxied:
+        values[k] = MappingProxyType(values[k])
+    return cls(**values)
+
+
 @dataclass(frozen=True)
-class Plan:
+class Plan(_Picklable):
     """A plan: one currency, a recurring base fee and a minimum commitment per billing
     period, and the usage price of each metric."""
 
@@ -104,7 +124,7 @@ class Account:
 
 
 @dataclass(frozen=True)
-class PriceBook:
+class PriceBook(_Picklable):
     """A loaded, validated price book."""
 
     version: str
