@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
-from types import MappingProxyType
 from decimal import Decimal, localcontext
+from types import MappingProxyType
 from typing import Any
 
 from .._core import jsonutil, money
