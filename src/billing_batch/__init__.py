@@ -85,7 +85,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "RenderResult": ("documents.pool", "RenderResult"),
     "retry_due_payments": ("payments.dunning", "retry_due_payments"),
     "RollupReport": ("usage.rollup", "RollupReport"),
-    "RunSummary": ("nightly.steps", "RunSummary"),
+    "RunSummary": ("nightly.summary", "RunSummary"),
     "Settings": ("config.settings", "Settings"),
     "show_subscription": ("subscriptions.service", "show_subscription"),
     "sign_webhook": ("webhooks.signing", "sign"),

@@ -12,7 +12,7 @@ import pytest
 
 from billing_batch._core.errors import StorageError
 from billing_batch.config.settings import Settings, load_settings
-from billing_batch.nightly.steps import new_run, read_summary, write_summary
+from billing_batch.nightly.summary import new_run, read_summary, write_summary
 from billing_batch.storage.files import FileArea, area
 from billing_batch.storage.lake import Lake, close_connections
 from billing_batch.usage.ingest import ingest

@@ -15,7 +15,8 @@ from .._core.ids import new_id
 from ..config.settings import Settings, parse_date
 from ..nightly.prefect_server import ensure_api
 from ..nightly.schedule import prefect_defaults
-from ..nightly.steps import default_run_date, read_summary, run_lock
+from ..nightly.steps import default_run_date, run_lock
+from ..nightly.summary import read_summary
 from ._common import settings_from
 
 

@@ -50,7 +50,8 @@ from ..invoicing.publish import (
 from ..invoicing.rate import rate_batch
 from ..invoicing.service import RateMany
 from ..rating.plans import PriceBook
-from .steps import StepResult, documents_result
+from .steps import documents_result
+from .summary import StepResult
 
 #: At least this many batches when there are enough invoices: a slow batch (or a slow
 #: worker) does not hold the whole step up.

@@ -22,8 +22,6 @@ from prefect.utilities.annotations import quote
 from .._core.progress import progress
 from ..config.settings import Settings, load_settings
 from .steps import (
-    RunSummary,
-    StepResult,
     audit_step,
     charge,
     close_periods,
@@ -33,14 +31,18 @@ from .steps import (
     expire_snapshots,
     ingest_step,
     mirror_step,
-    new_run,
     overdue,
-    peak_rss_mib,
     publish_files,
     reconcile_step,
-    record_abort,
     rollup_step,
     run_lock,
+)
+from .summary import (
+    RunSummary,
+    StepResult,
+    new_run,
+    peak_rss_mib,
+    record_abort,
     write_summary,
 )
 
