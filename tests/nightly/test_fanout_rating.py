@@ -1,6 +1,6 @@
 """Rating fanned out (issue 16): the coordinator reads the positions, plans, and writes;
-workers rate batches. Here a stand-in for the cluster ships every batch through pickle
-(what Dask does between machines) into ``rate_batch``, without Prefect; the real
+workers rate batches. Here a stand-in for the cluster runs each batch through the
+rating task's own body (its payload pickled as it travels), without Prefect; the real
 cluster is ``tests/scale/test_scale_close.py``'s."""
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from billing_batch.invoicing.audit import audit
 from billing_batch.invoicing.model import Rated
 from billing_batch.invoicing.planner import PlannedInvoice
 from billing_batch.invoicing.positions import Positions
-from billing_batch.invoicing.rate import rate_batch
 from billing_batch.invoicing.service import list_invoices
-from billing_batch.nightly.fanout import batches
+from billing_batch.nightly.fanout import _rating_payload, batches, rate_batch_task
 from billing_batch.nightly.steps import close_periods
 from billing_batch.rating.plans import PriceBook
 from billing_batch.usage.ingest import ingest
@@ -59,11 +58,12 @@ class Cluster:
             if k == self.lose:  # a worker lost: the batch as a whole fails
                 out += [BillingError("rate batch failed: worker lost")] * len(batch)
                 continue
-            mine = positions.only({p.workspace_id for p in batch})
+            payload = _rating_payload(book, positions, batch)
+            _, mine, _ = pickle.loads(payload)
             assert set(mine.by_workspace) == {p.workspace_id for p in batch}
-            sent = pickle.loads(pickle.dumps((self.settings, book, mine, batch)))
             self.shipped += 1
-            out += pickle.loads(pickle.dumps(rate_batch(*sent)))
+            # the task's own body, as a worker runs it (settings as JSON, one pickle)
+            out += pickle.loads(rate_batch_task.fn(self.settings.model_dump_json(), payload))
         return out
 
 

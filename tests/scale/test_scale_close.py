@@ -155,6 +155,9 @@ def test_month_close_on_s3_and_dask_matches_the_embedded_default(
     assert docs["dask_address"] == dask_cluster.address and docs["batches"] >= 2
     assert docs["rendered"] == big["steps"]["invoices"]["counts"]["invoices_finalized"] > 0
     assert "dask_address" not in small["steps"]["documents"]["counts"]
+    rating = big["steps"]["invoices"]["counts"]  # rated on the cluster too
+    assert rating["dask_address"] == dask_cluster.address and rating["rating_batches"] >= 2
+    assert "rating_batches" not in small["steps"]["invoices"]["counts"]
     for step, key in [
         ("ingest", "accepted"),
         ("ingest", "rejected"),

@@ -27,6 +27,7 @@ batch whose task fails fails its invoices only (the next run bills them).
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -48,7 +49,6 @@ from ..invoicing.publish import (
     render_documents,
 )
 from ..invoicing.rate import rate_batch
-from ..invoicing.service import RateMany
 from ..rating.plans import PriceBook
 from .steps import documents_result
 from .summary import StepResult
@@ -142,67 +142,81 @@ def publish_on_dask(settings: Settings) -> StepResult:
 
 
 @task(name="rate-batch", cache_policy=NO_CACHE)
-def rate_batch_task(
-    settings_json: str, book: PriceBook, positions: Positions, items: list[PlannedInvoice]
-) -> list[Rated | BillingError]:
-    """On a Dask worker: rate one batch (pure). Settings as JSON; the book, the batch's
-    positions and plans as plain data (pickled by Dask), no connection of any kind."""
-    return rate_batch(Settings.model_validate_json(settings_json), book, positions, items)
+def rate_batch_task(settings_json: str, payload: bytes) -> bytes:
+    """On a Dask worker: rate one batch (pure). Settings as JSON; the price book, the
+    batch's positions and its planned invoices as one pickle (plain data: no connection,
+    no handle); the ratings go back pickled too. Pickled here, not handed to Prefect as
+    objects: Prefect walks and rebuilds task parameters (named tuples came back as
+    tuples)."""
+    book, positions, items = pickle.loads(payload)  # noqa: S301 - from our coordinator
+    rated = rate_batch(Settings.model_validate_json(settings_json), book, positions, items)
+    return pickle.dumps(rated)
 
 
-def rate_on_cluster(settings: Settings, address: str | None = None) -> RateMany:
-    """What ``invoice_closed_periods`` calls to rate its planned invoices on the Dask
-    cluster at ``address`` (default ``[scale] dask_address``): batches of
-    ``[scale] rate_batch_size``, each with its own workspaces' positions."""
-    from prefect_dask.task_runners import DaskTaskRunner
+def _rating_payload(book: PriceBook, positions: Positions, batch: list[PlannedInvoice]) -> bytes:
+    """What a rating batch needs: the book, its own workspaces' positions, its plans."""
+    mine = positions.only({p.workspace_id for p in batch})
+    return pickle.dumps((book, mine, batch), protocol=pickle.HIGHEST_PROTOCOL)
 
-    where = address or settings.scale.dask_address
 
-    def rate_many(
-        book: PriceBook, positions: Positions, planned: list[PlannedInvoice]
+class ClusterRater:
+    """What ``invoice_closed_periods`` calls (a :data:`RateMany`) to rate its planned
+    invoices on the Dask cluster at ``address``: batches of ``[scale] rate_batch_size``
+    (at least :data:`MIN_BATCHES`), each with its own workspaces' positions. ``batches``
+    counts the batches it sent (for the step's counts)."""
+
+    def __init__(self, settings: Settings, address: str) -> None:
+        self.settings, self.address, self.batches = settings, address, 0
+
+    def __call__(
+        self, book: PriceBook, positions: Positions, planned: list[PlannedInvoice]
     ) -> list[Rated | BillingError]:
-        log = get_run_logger()
+        from prefect_dask.task_runners import DaskTaskRunner
+
         started = time.perf_counter()
-        work = batches(planned, settings.scale.rate_batch_size)
-        settings_json = settings.model_dump_json()
+        work = batches(planned, self.settings.scale.rate_batch_size)
+        settings_json = self.settings.model_dump_json()
         out: list[Rated | BillingError] = []
-        runner: Any = DaskTaskRunner(address=where)
+        runner: Any = DaskTaskRunner(address=self.address)
         with runner:
             futures = [
                 runner.submit(
                     rate_batch_task,
                     {
                         "settings_json": settings_json,
-                        "book": book,
-                        "positions": positions.only({p.workspace_id for p in batch}),
-                        "items": batch,
+                        "payload": _rating_payload(book, positions, b),
                     },
                 )
-                for batch in work
+                for b in work
             ]
             for batch, future in zip(work, futures, strict=True):
                 try:
-                    rated = future.result()
+                    rated = pickle.loads(future.result())  # noqa: S301 - from our task
                     if len(rated) != len(batch):  # pragma: no cover - a broken worker
                         raise RuntimeError(f"{len(rated)} ratings for {len(batch)} invoices")
                     out.extend(rated)
                 except Exception as exc:  # the batch as a whole: its invoices wait
                     error = BillingError(f"rate batch failed: {type(exc).__name__}: {exc}")
                     out.extend(error for _ in batch)
-        log.info(
+        self.batches += len(work)
+        get_run_logger().info(
             "rated %s invoice(s) in %d batch(es) on %s in %.1f s",
             f"{len(planned):,}",
             len(work),
-            where,
+            self.address,
             time.perf_counter() - started,
         )
         return out
 
-    return rate_many
+
+def rate_on_cluster(settings: Settings, address: str | None = None) -> ClusterRater:
+    """The rater for the cluster at ``address`` (default ``[scale] dask_address``)."""
+    return ClusterRater(settings, address or settings.scale.dask_address)
 
 
 __all__ = [
     "MIN_BATCHES",
+    "ClusterRater",
     "batches",
     "publish_on_dask",
     "rate_batch_task",

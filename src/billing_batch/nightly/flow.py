@@ -103,8 +103,14 @@ def _invoices(settings: Settings, run_settings: Settings, day: date) -> StepResu
     if settings.scale.dask_address:
         from .fanout import rate_on_cluster
 
-        rate_many = rate_on_cluster(settings)
-        return _run_step(lambda: close_periods(settings, day, rate_many)[0])
+        rater = rate_on_cluster(settings)
+
+        def step() -> StepResult:
+            result = close_periods(settings, day, rater)[0]
+            result.counts.update(rating_batches=rater.batches, dask_address=rater.address)
+            return result
+
+        return _run_step(step)
     return invoices_task(run_settings, day)
 
 
