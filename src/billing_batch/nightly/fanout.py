@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from prefect import get_run_logger, task
@@ -59,6 +59,7 @@ MIN_BATCHES = 8
 
 
 T = TypeVar("T")
+B = TypeVar("B")
 
 
 def batches(todo: Sequence[T], max_size: int) -> list[list[T]]:
@@ -84,6 +85,25 @@ def _batch_json(batch: Sequence[Pending]) -> str:
     return dumps([[p.invoice_id, p.number, p.document] for p in batch])
 
 
+def _map_on_cluster(
+    address: str, task_fn: Any, params: list[dict[str, Any]], work: list[list[B]]
+) -> Iterator[tuple[list[B], Any]]:
+    """One Prefect task per batch on a ``DaskTaskRunner`` connected to ``address``, all
+    submitted first; each batch with its result, or the exception its task raised, in
+    order (a failed batch fails alone)."""
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    runner: Any = DaskTaskRunner(address=address)
+    with runner:
+        futures = [runner.submit(task_fn, p) for p in params]
+        for batch, future in zip(work, futures, strict=True):
+            try:
+                result = future.result()
+            except Exception as exc:
+                result = exc
+            yield batch, result
+
+
 def render_on_cluster(
     settings: Settings, work: list[list[Pending]], address: str
 ) -> list[Published]:
@@ -91,38 +111,28 @@ def render_on_cluster(
     connected to ``address``; gather the results in order, a failed batch's invoices
     each carrying its error. (Not a subflow: a flow run stores its parameters, and these
     are every invoice's document.)"""
-    from prefect_dask.task_runners import DaskTaskRunner
-
     log = get_run_logger()
     started = time.perf_counter()
     total = sum(len(b) for b in work)
     out: list[Published] = []
     done = 0
     settings_json = settings.model_dump_json()
-    runner: Any = DaskTaskRunner(address=address)
-    with runner:
-        futures = [
-            runner.submit(
-                render_batch_task,
-                {"settings_json": settings_json, "batch_json": _batch_json(batch)},
-            )
-            for batch in work
-        ]
-        for batch, future in zip(work, futures, strict=True):
-            try:
-                out.extend(future.result())
-            except Exception as exc:  # the batch as a whole: its invoices stay unpublished
-                error = f"render batch failed: {type(exc).__name__}: {exc}"
-                out.extend(Published(p.invoice_id, None, None, error) for p in batch)
-            done += len(batch)
-            log.info(
-                "rendering %d invoice(s) on %s: %s/%s after %.0f s",
-                total,
-                address,
-                f"{done:,}",
-                f"{total:,}",
-                time.perf_counter() - started,
-            )
+    params = [{"settings_json": settings_json, "batch_json": _batch_json(b)} for b in work]
+    for batch, result in _map_on_cluster(address, render_batch_task, params, work):
+        if isinstance(result, Exception):  # the batch as a whole: its invoices stay unpublished
+            error = f"render batch failed: {type(result).__name__}: {result}"
+            out.extend(Published(p.invoice_id, None, None, error) for p in batch)
+        else:
+            out.extend(result)
+        done += len(batch)
+        log.info(
+            "rendering %d invoice(s) on %s: %s/%s after %.0f s",
+            total,
+            address,
+            f"{done:,}",
+            f"{total:,}",
+            time.perf_counter() - started,
+        )
     return out
 
 
@@ -171,33 +181,25 @@ class ClusterRater:
     def __call__(
         self, book: PriceBook, positions: Positions, planned: list[PlannedInvoice]
     ) -> list[Rated | BillingError]:
-        from prefect_dask.task_runners import DaskTaskRunner
-
         started = time.perf_counter()
         work = batches(planned, self.settings.scale.rate_batch_size)
         settings_json = self.settings.model_dump_json()
+        params = [
+            {"settings_json": settings_json, "payload": _rating_payload(book, positions, b)}
+            for b in work
+        ]
         out: list[Rated | BillingError] = []
-        runner: Any = DaskTaskRunner(address=self.address)
-        with runner:
-            futures = [
-                runner.submit(
-                    rate_batch_task,
-                    {
-                        "settings_json": settings_json,
-                        "payload": _rating_payload(book, positions, b),
-                    },
-                )
-                for b in work
-            ]
-            for batch, future in zip(work, futures, strict=True):
-                try:
-                    rated = pickle.loads(future.result())  # noqa: S301 - from our task
-                    if len(rated) != len(batch):  # pragma: no cover - a broken worker
-                        raise RuntimeError(f"{len(rated)} ratings for {len(batch)} invoices")
-                    out.extend(rated)
-                except Exception as exc:  # the batch as a whole: its invoices wait
-                    error = BillingError(f"rate batch failed: {type(exc).__name__}: {exc}")
-                    out.extend(error for _ in batch)
+        for batch, result in _map_on_cluster(self.address, rate_batch_task, params, work):
+            try:
+                if isinstance(result, Exception):
+                    raise result
+                rated = pickle.loads(result)  # noqa: S301 - from our task
+                if len(rated) != len(batch):  # pragma: no cover - a broken worker
+                    raise RuntimeError(f"{len(rated)} ratings for {len(batch)} invoices")
+                out.extend(rated)
+            except Exception as exc:  # the batch as a whole: its invoices wait
+                error = BillingError(f"rate batch failed: {type(exc).__name__}: {exc}")
+                out.extend(error for _ in batch)
         self.batches += len(work)
         get_run_logger().info(
             "rated %s invoice(s) in %d batch(es) on %s in %.1f s",
