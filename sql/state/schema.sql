@@ -44,6 +44,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS invoices_live_period
     ON invoices (workspace_id, period_start, period_end)
     WHERE status <> 'void' AND kind <> 'debit';
 CREATE INDEX IF NOT EXISTS invoices_status ON invoices (status, due_date);
+-- the overlap check of every finalization (debit invoices included: the partial index
+-- above cannot serve it)
+CREATE INDEX IF NOT EXISTS invoices_workspace ON invoices (workspace_id, period_start);
 
 CREATE TABLE IF NOT EXISTS invoice_lines (
     invoice_id    TEXT NOT NULL REFERENCES invoices (id) ON DELETE CASCADE,

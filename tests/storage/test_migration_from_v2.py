@@ -34,7 +34,7 @@ def test_a_version_2_store_migrates(settings: Settings) -> None:
     con.commit()
     con.close()
     with state.opened(settings) as con:
-        assert _revision(con) == f"{state.SCHEMA_VERSION:04d}" == "0004"
+        assert _revision(con) == f"{state.SCHEMA_VERSION:04d}" == "0005"
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"price_book_versions", "credit_grants", "credit_ledger", "credit_notes"} <= tables
         columns = {r[1] for r in con.execute("PRAGMA table_info(invoices)")}
@@ -43,7 +43,9 @@ def test_a_version_2_store_migrates(settings: Settings) -> None:
             "SELECT sql FROM sqlite_master WHERE name = 'invoices_live_period'"
         ).fetchone()
         assert "kind <> 'debit'" in index
+        indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "invoices_workspace" in indexes  # 0005
         rows = con.execute("SELECT id, status FROM invoices").fetchall()
         assert [tuple(r) for r in rows] == [("inv_1", "open")]
     with state.opened(settings) as con:  # opening again migrates nothing
-        assert _revision(con) == "0004"
+        assert _revision(con) == "0005"

@@ -15,6 +15,7 @@ Every move has a stable id (its source), so a rerun writes nothing twice.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -134,11 +135,29 @@ def set_amount_due(con: StateConnection, invoice_id: str, amount: Decimal, at: d
     state.query(con, "credit_notes/set_invoice_amount_due", params)
 
 
-def apply_balances(con: StateConnection, invoice: Invoice, now: datetime) -> Invoice:
+def funded_workspaces(con: StateConnection) -> frozenset[str]:
+    """The workspaces with a balance move or a credit grant (a superset of those with
+    money on account). Inside a transaction that holds the write lock and only
+    finalizes invoices, it stays true: finalizing moves money only for these."""
+    return frozenset(r[0] for r in state.query(con, "credits/funded_workspaces"))
+
+
+def apply_balances(
+    con: StateConnection,
+    invoice: Invoice,
+    now: datetime,
+    *,
+    funded: Collection[str] | None = None,
+) -> Invoice:
     """Apply the workspace's balance to a finalizing invoice (inside the transaction
     that finalizes it): its amount due becomes ``total - applied``, where ``applied`` is
     at most the balance and at most the total (an invoice of 0 or less takes nothing).
-    Always records the amount due. Returns the invoice with ``amount_due`` set."""
+    Always records the amount due. Returns the invoice with ``amount_due`` set.
+    ``funded``: :func:`funded_workspaces`, read once by a caller finalizing many
+    invoices; a workspace not in it has nothing to apply (nothing is read for it)."""
+    if funded is not None and invoice.workspace_id not in funded:
+        set_amount_due(con, invoice.id, invoice.total, now)
+        return replace(invoice, amount_due=invoice.total)
     applied = Decimal(0)
     if invoice.total > 0:
         available = balance_of(con, invoice.workspace_id, invoice.currency)
@@ -185,6 +204,7 @@ __all__ = [
     "apply_balances",
     "balance_of",
     "credit_from_note",
+    "funded_workspaces",
     "get_balance",
     "moves",
     "set_amount_due",

@@ -14,7 +14,8 @@ history row and its event in the outbox (atomically with the change):
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..rating.plans import PriceBook
 from ..storage.state import StateConnection
 from ..webhooks.outbox import record_event
 from . import ledger, price_books, store
-from .balance import apply_balances
+from .balance import apply_balances, funded_workspaces
 from .model import STATUS_EVENTS, TRANSITIONS, Invoice, Rated, with_document
 from .numbering import next_number
 from .planner import PlannedInvoice
@@ -73,14 +74,13 @@ def _check_draftable(con: StateConnection, rated: Rated) -> Invoice | None:
     """The period's live draft (None: no live invoice); refused when it has a finalized
     invoice or overlaps another live invoice."""
     p = rated.period
-    existing = store.live_invoice(con, rated.workspace_id, p.start, p.end)
+    existing, clash = store.period_invoices(con, rated.workspace_id, p.start, p.end)
     if existing is not None and existing.status != "draft":
         raise StateError(
             f"workspace {rated.workspace_id} already has invoice "
             f"{existing.number or existing.id} ({existing.status}) for {p.start}..{p.end}; "
             "void it to invoice that period again"
         )
-    clash = store.overlapping_invoice(con, rated.workspace_id, p.start, p.end)
     if clash is not None:
         raise StateError(
             f"period {p.start}..{p.end} overlaps invoice {clash.number or clash.id} "
@@ -136,9 +136,17 @@ def store_draft(settings: Settings, con: StateConnection, rated: Rated, now: dat
 
 
 def finalize_draft(
-    settings: Settings, con: StateConnection, draft: Invoice, rated: Rated, now: datetime
+    settings: Settings,
+    con: StateConnection,
+    draft: Invoice,
+    rated: Rated,
+    now: datetime,
+    *,
+    funded: Collection[str] | None = None,
 ) -> Invoice:
-    """Number, issue and freeze a draft (status ``open``), inside the caller's transaction."""
+    """Number, issue and freeze a draft as :func:`store_draft` stored it from ``rated``
+    (status ``open``), inside the caller's transaction (``funded``: see
+    :func:`.balance.apply_balances`)."""
     if draft.status != "draft":
         raise StateError(f"invoice {draft.number or draft.id} is {draft.status}, not a draft")
     number = next_number(settings, con, now.year)
@@ -152,14 +160,35 @@ def finalize_draft(
         finalized_at=now,
         updated_at=now,
     )
-    inv = apply_balances(con, inv, now)  # the customer balance: credits applied
+    inv = apply_balances(con, inv, now, funded=funded)  # the customer balance, credits
     doc = build_document(settings, inv, rated)
-    store.write_invoice(con, inv, doc, insert=False)
+    store.write_invoice(con, inv, doc, insert=False, lines=False)  # lines: the draft's
     ledger.record(con, inv.id, inv.workspace_id, rated.entries)
     store.record_history(con, inv.id, "draft", "open", now, f"finalized as {number}")
     final = with_document(inv, doc)
     emit(con, "billing.invoice.finalized", final, now)
     return final
+
+
+@dataclass
+class Issuing:
+    """What one transaction issuing many invoices reads once for all of them (it holds
+    the write lock, so nothing else changes it): the workspaces with a balance or a
+    credit grant (:func:`.balance.funded_workspaces`), and the price-book digests known
+    to be stored (grown as invoices are issued)."""
+
+    funded: frozenset[str] | None = None
+    stored_books: set[str] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, con: StateConnection) -> Issuing:
+        return cls(funded=funded_workspaces(con))
+
+
+def _remember_book(con: StateConnection, book: PriceBook, now: datetime, known: Issuing) -> None:
+    """The book that priced it, kept by digest (read once per transaction)."""
+    if book.digest not in known.stored_books:
+        price_books.remember(con, book, now)
 
 
 def issue(
@@ -172,25 +201,29 @@ def issue(
     *,
     finalize: bool,
     rated: Rated | BillingError | None = None,
+    known: Issuing | None = None,
 ) -> Invoice | BillingError:
     """Rate, store (and finalize) one invoice inside the caller's transaction; its own
     savepoint, so that a failure undoes only this invoice. ``rated``: its rating, made
-    beforehand (on a worker: :func:`.rate.rate_batch`), or the error that refused it."""
+    beforehand (on a worker: :func:`.rate.rate_batch`), or the error that refused it.
+    ``known``: what the caller's transaction read once for all its invoices."""
     if isinstance(rated, BillingError):
         return rated
+    known = known or Issuing()
     con.execute("SAVEPOINT one")
     try:
         if rated is None:
             rated = rate_planned(settings, book, positions, item)
-        price_books.remember(con, book, now)  # the book that priced it, kept by digest
+        _remember_book(con, book, now, known)
         inv = store_draft(settings, con, rated, now)
         if finalize:
-            inv = finalize_draft(settings, con, inv, rated, now)
+            inv = finalize_draft(settings, con, inv, rated, now, funded=known.funded)
     except BillingError as exc:
         con.execute("ROLLBACK TO one")
         con.execute("RELEASE one")
         return exc
     con.execute("RELEASE one")
+    known.stored_books.add(book.digest)  # kept: the savepoint that stored it is released
     return inv
 
 
@@ -220,4 +253,12 @@ def transition(
     return updated
 
 
-__all__ = ["build_document", "emit", "finalize_draft", "issue", "store_draft", "transition"]
+__all__ = [
+    "Issuing",
+    "build_document",
+    "emit",
+    "finalize_draft",
+    "issue",
+    "store_draft",
+    "transition",
+]

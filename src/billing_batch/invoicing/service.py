@@ -39,7 +39,7 @@ from ..storage import state
 from ..storage.lake import Lake
 from ..subscriptions.service import load_subscriptions
 from ..usage.rollup import ensure_fresh
-from .lifecycle import issue, transition
+from .lifecycle import Issuing, issue, transition
 from .model import STATUSES, Invoice, Rated
 from .planner import PlannedInvoice, plan_invoices
 from .positions import Positions, load_positions
@@ -197,10 +197,13 @@ def invoice_closed_periods(
             ratings: list[Rated | BillingError | None] = [None] * len(planned)
             if rate_many is not None and planned:
                 ratings = [*rate_many(book, positions, planned)]
-            results = [
-                (item, issue(settings, con, book, positions, item, now, finalize=True, rated=r))
-                for item, r in zip(planned, ratings, strict=True)
-            ]
+            known = Issuing.read(con)
+            results: list[tuple[PlannedInvoice, Invoice | BillingError]] = []
+            for item, r in zip(planned, ratings, strict=True):
+                one = issue(
+                    settings, con, book, positions, item, now, finalize=True, rated=r, known=known
+                )
+                results.append((item, one))
     return positions, results
 
 

@@ -130,17 +130,22 @@ def _period(workspace_id: str, start: date, end: date) -> dict[str, str]:
     }
 
 
-def live_invoice(con: StateConnection, workspace_id: str, start: date, end: date) -> Invoice | None:
-    """The live (not void) invoice of the workspace for exactly [start, end], if any."""
-    return _one(con, "invoicing/live_invoice", _period(workspace_id, start, end))
-
-
-def overlapping_invoice(
+def period_invoices(
     con: StateConnection, workspace_id: str, start: date, end: date
-) -> Invoice | None:
-    """A live invoice of the workspace whose period overlaps [start, end] without being
-    exactly that period, if any."""
-    return _one(con, "invoicing/overlapping_invoice", _period(workspace_id, start, end))
+) -> tuple[Invoice | None, Invoice | None]:
+    """In one query: the live (not void, not debit) invoice of the workspace for exactly
+    [start, end], and a live invoice whose period overlaps [start, end] without being
+    exactly that period (None when there is none)."""
+    live: Invoice | None = None
+    clash: Invoice | None = None
+    rows = state.query(con, "invoicing/period_invoices", _period(workspace_id, start, end))
+    for row in rows.fetchall():
+        if row["same_period"]:
+            if live is None and row["kind"] != "debit":
+                live = _invoice_from_row(con, row)
+        elif clash is None:
+            clash = _invoice_from_row(con, row)
+    return live, clash
 
 
 def open_invoices_due_before(con: StateConnection, as_of: date) -> list[str]:
@@ -212,12 +217,21 @@ def _line_params(invoice_id: str, n: int, x: Line) -> dict[str, Any]:
 
 
 def write_invoice(
-    con: StateConnection, inv: Invoice, document: Mapping[str, Any], *, insert: bool
+    con: StateConnection,
+    inv: Invoice,
+    document: Mapping[str, Any],
+    *,
+    insert: bool,
+    lines: bool = True,
 ) -> None:
-    """Insert (``insert``) or rewrite the invoice row with ``document``, and its lines."""
+    """Insert (``insert``) or rewrite the invoice row with ``document``, and its lines
+    (``lines=False``: the stored lines are ``inv.lines`` already, left as they are)."""
     name = "invoicing/insert_invoice" if insert else "invoicing/update_invoice"
     state.query(con, name, _invoice_params(inv, document))
-    state.query(con, "invoicing/delete_invoice_lines", {"invoice_id": inv.id})
+    if not lines:
+        return
+    if not insert:
+        state.query(con, "invoicing/delete_invoice_lines", {"invoice_id": inv.id})
     state.query_many(
         con,
         "invoicing/insert_invoice_line",
@@ -271,10 +285,9 @@ def set_files(con: StateConnection, invoice_id: str, json_path: str, pdf_path: s
 __all__ = [
     "find_invoice",
     "frozen_document",
-    "live_invoice",
     "load_invoice",
     "open_invoices_due_before",
-    "overlapping_invoice",
+    "period_invoices",
     "record_history",
     "select_invoices",
     "set_files",

@@ -52,7 +52,7 @@ from .._core.errors import LakeError
 from ..config.settings import SQL_DIR, Settings
 from .locking import advisory_key
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Migrations of an existing store, by the version they lead to
 #: (``sql/state/migrations/<name>.sql``), each run by the Alembic revision of that number
@@ -61,6 +61,7 @@ MIGRATIONS: dict[int, str] = {
     2: "002_billing_ledger",
     3: "003_credit_notes",
     4: "004_price_books_credits",
+    5: "005_invoice_workspace_index",
 }
 
 #: The PostgreSQL advisory lock every writing transaction takes first (its key).
