@@ -167,3 +167,36 @@ def test_usage_recorded_through_the_api_lands_in_the_bucket(
         assert ingest(settings).ingest_id is None  # claimed once
     finally:
         close_connections()
+
+
+def test_render_many_overlaps_uploads_and_keeps_each_error(
+    seaweedfs: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    """To object storage, invoices upload while the next ones render: results stay in
+    order, the objects hold the bytes a local render writes, and a failed render or a
+    failed upload is that invoice's error only."""
+    from billing_batch.documents import pool
+    from tests.documents.samples import invoice
+
+    s = _settings(tmp_path / "h", seaweedfs, s3_bucket, tmp_path / "lake")
+    inv = area(s, "invoices")
+    from tests.scale.s3_fixtures import _free_ports
+
+    closed = s.s3.model_copy(update={"endpoint": f"http://127.0.0.1:{_free_ports(1)[0]}"})
+    missing = FileArea(f"s3://{s3_bucket}/elsewhere", closed)  # nothing listens there
+    items = [
+        (invoice(id="inv_a"), inv, "A"),
+        (invoice(tax=0.5), inv, "B"),  # a float amount: cannot render
+        (invoice(id="inv_c"), missing, "C"),  # the upload fails
+        (invoice(id="inv_d"), inv, "D"),
+    ]
+    results = pool.render_many(items, processes=1)
+    assert [r.index for r in results] == [0, 1, 2, 3]
+    assert [r.ok for r in results] == [True, False, False, True]
+    assert results[0].pdf_path == f"s3://{s3_bucket}/files/invoices/A.pdf"
+    assert "expected an exact number" in (results[1].error or "")
+    assert "cannot write" in (results[2].error or "") and results[2].pdf_path is None
+    local = pool.render_many([(invoice(id="inv_d"), tmp_path, "D")], processes=1)[0]
+    assert inv.read_bytes("D.pdf") == Path(str(local.pdf_path)).read_bytes()
+    assert inv.read_bytes("D.json") == Path(str(local.json_path)).read_bytes()
+    assert not inv.exists("B.pdf") and not inv.exists("B.json")

@@ -223,8 +223,9 @@ def _check_basename(basename: str) -> None:
         raise RenderError(f"not a usable file name: {basename!r}")
 
 
-def _invoice_files(doc: Mapping[str, Any], basename: str) -> tuple[bytes, bytes]:
-    """(JSON, PDF) of the invoice, both produced in memory."""
+def invoice_files(doc: Mapping[str, Any], basename: str) -> tuple[bytes, bytes]:
+    """(JSON, PDF) of the invoice, both produced in memory (``basename`` checked: a
+    RenderError if it is not a usable file name)."""
     _check_basename(basename)
     pdf = render_pdf(doc)
     try:
@@ -240,7 +241,7 @@ def write_invoice_files(doc: Mapping[str, Any], out_dir: Path, basename: str) ->
     """Write ``<basename>.json`` (jsonutil, indent 2) and ``<basename>.pdf`` into
     ``out_dir``, each atomically. Both are produced in memory first: a failed render
     leaves no file, new or partial. Returns (json_path, pdf_path)."""
-    data, pdf = _invoice_files(doc, basename)
+    data, pdf = invoice_files(doc, basename)
     json_path = out_dir / f"{basename}.json"
     pdf_path = out_dir / f"{basename}.pdf"
     atomic_write_files([(json_path, data), (pdf_path, pdf)])
@@ -250,7 +251,7 @@ def write_invoice_files(doc: Mapping[str, Any], out_dir: Path, basename: str) ->
 def publish_invoice_files(doc: Mapping[str, Any], area: FileArea, basename: str) -> tuple[str, str]:
     """:func:`write_invoice_files` into a files area (local disk or object storage:
     one PUT per object, the JSON first). Returns the two locations."""
-    data, pdf = _invoice_files(doc, basename)
+    data, pdf = invoice_files(doc, basename)
     json_loc, pdf_loc = area.write_many([(f"{basename}.json", data), (f"{basename}.pdf", pdf)])
     return json_loc, pdf_loc
 
@@ -260,6 +261,7 @@ __all__ = [
     "STYLESHEET",
     "USER_AGENT_STYLESHEET",
     "html_to_pdf",
+    "invoice_files",
     "pdf_identifier",
     "prepare_engine",
     "publish_invoice_files",
