@@ -94,8 +94,7 @@ def record_files(settings: Settings, published: Sequence[Published]) -> None:
     if not done:
         return
     with state.opened(settings) as con, state.transaction(con):
-        for p in done:
-            set_files(con, p.invoice_id, str(p.json_path), str(p.pdf_path))
+        set_files(con, [(p.invoice_id, str(p.json_path), str(p.pdf_path)) for p in done])
 
 
 def publish_invoice_files(

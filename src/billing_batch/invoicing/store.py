@@ -10,7 +10,7 @@ as JSON.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -276,10 +276,12 @@ def set_status(
     state.query(con, "invoicing/set_invoice_status", params)
 
 
-def set_files(con: StateConnection, invoice_id: str, json_path: str, pdf_path: str) -> None:
-    """Record the paths of the invoice's published JSON and PDF."""
-    params = {"id": invoice_id, "json_path": json_path, "pdf_path": pdf_path}
-    state.query(con, "invoicing/set_invoice_files", params)
+def set_files(con: StateConnection, files: Sequence[tuple[str, str, str]]) -> None:
+    """Record the paths of published JSON and PDF files: (invoice id, JSON, PDF) each,
+    in one batch."""
+    rows = [{"id": i, "json_path": j, "pdf_path": p} for i, j, p in files]
+    if rows:
+        state.query_many(con, "invoicing/set_invoice_files", rows)
 
 
 __all__ = [
