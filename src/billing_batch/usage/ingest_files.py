@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from .._core.errors import IngestError, StorageError
 from .._core.files import atomic_write_text
 from .._core.jsonutil import dumps
 from ..config.settings import Settings
-from ..storage.files import FileArea, area
+from ..storage.files import Entry, FileArea, area
 
 #: (path, why) of a file or folder that could not be looked at.
 Problem = tuple[Path, str]
@@ -142,6 +143,22 @@ class Claim:
 Seen = set[tuple[str, int, str | None]]
 
 
+#: Landing objects downloaded at once (each one GET; in order of the listing).
+_DOWNLOADS = 4
+
+
+def _fetch(settings: Settings, landing: FileArea, e: Entry) -> Claim | Problem:
+    """Download one landing object to ``tmp/landing/<digest>/`` (its claim), or say why
+    it could not be fetched."""
+    digest = hashlib.sha256(f"{e.location}\0{e.etag}".encode()).hexdigest()[:16]
+    local = settings.tmp_dir / "landing" / digest / e.name.rsplit("/", 1)[-1]
+    try:
+        landing.download(e.name, local)
+    except (OSError, StorageError) as exc:
+        return (Path(e.name), f"{e.location}: cannot be fetched: {exc}")
+    return Claim(e.location, e.name, e.size, e.etag, local)
+
+
 def remote_landing(
     settings: Settings, seen: Seen, suffixes: tuple[str, ...]
 ) -> tuple[list[Claim], list[Problem]]:
@@ -154,19 +171,11 @@ def remote_landing(
         entries = landing.list(suffixes)
     except StorageError as exc:
         return [], [(Path(landing.root), f"{landing.root}: cannot be listed: {exc}")]
-    claims: list[Claim] = []
-    problems: list[Problem] = []
-    for e in entries:
-        if (e.location, e.size, e.etag) in seen:
-            continue
-        digest = hashlib.sha256(f"{e.location}\0{e.etag}".encode()).hexdigest()[:16]
-        local = settings.tmp_dir / "landing" / digest / e.name.rsplit("/", 1)[-1]
-        try:
-            landing.download(e.name, local)
-        except (OSError, StorageError) as exc:
-            problems.append((Path(e.name), f"{e.location}: cannot be fetched: {exc}"))
-            continue
-        claims.append(Claim(e.location, e.name, e.size, e.etag, local))
+    new = [e for e in entries if (e.location, e.size, e.etag) not in seen]
+    with ThreadPoolExecutor(_DOWNLOADS, thread_name_prefix="landing") as pool:
+        fetched = list(pool.map(lambda e: _fetch(settings, landing, e), new))
+    claims = [c for c in fetched if isinstance(c, Claim)]
+    problems = [p for p in fetched if not isinstance(p, Claim)]
     return claims, problems
 
 
