@@ -14,7 +14,6 @@ history row and its event in the outbox (atomically with the change):
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +28,7 @@ from ..webhooks.outbox import record_event
 from . import ledger, price_books, store
 from .balance import apply_balances, funded_workspaces
 from .model import STATUS_EVENTS, TRANSITIONS, Invoice, Rated, with_document
-from .numbering import next_number
+from .numbering import NumberBlock, next_number
 from .planner import PlannedInvoice
 from .positions import Positions
 from .rate import rate_planned
@@ -142,14 +141,14 @@ def finalize_draft(
     rated: Rated,
     now: datetime,
     *,
-    funded: Collection[str] | None = None,
+    known: Issuing | None = None,
 ) -> Invoice:
     """Number, issue and freeze a draft as :func:`store_draft` stored it from ``rated``
-    (status ``open``), inside the caller's transaction (``funded``: see
-    :func:`.balance.apply_balances`)."""
+    (status ``open``), inside the caller's transaction (``known``: see :class:`Issuing`)."""
     if draft.status != "draft":
         raise StateError(f"invoice {draft.number or draft.id} is {draft.status}, not a draft")
-    number = next_number(settings, con, now.year)
+    known = known or Issuing()
+    number = next_number(settings, con, now.year, known.numbers)
     due = now.date() + timedelta(days=rated.account.net_terms_days)
     inv = replace(
         draft,
@@ -160,7 +159,7 @@ def finalize_draft(
         finalized_at=now,
         updated_at=now,
     )
-    inv = apply_balances(con, inv, now, funded=funded)  # the customer balance, credits
+    inv = apply_balances(con, inv, now, funded=known.funded)  # the balance, credits
     doc = build_document(settings, inv, rated)
     store.write_invoice(con, inv, doc, insert=False, lines=False)  # lines: the draft's
     ledger.record(con, inv.id, inv.workspace_id, rated.entries)
@@ -174,15 +173,23 @@ def finalize_draft(
 class Issuing:
     """What one transaction issuing many invoices reads once for all of them (it holds
     the write lock, so nothing else changes it): the workspaces with a balance or a
-    credit grant (:func:`.balance.funded_workspaces`), and the price-book digests known
-    to be stored (grown as invoices are issued)."""
+    credit grant (:func:`.balance.funded_workspaces`), the price-book digests known to be
+    stored (grown as invoices are issued), and the invoice numbers it takes (a
+    :class:`.numbering.NumberBlock`: :meth:`finish` writes the counter back before the
+    transaction commits). The default (nothing read) reads everything per invoice."""
 
     funded: frozenset[str] | None = None
     stored_books: set[str] = field(default_factory=set)
+    numbers: NumberBlock | None = None
 
     @classmethod
     def read(cls, con: StateConnection) -> Issuing:
-        return cls(funded=funded_workspaces(con))
+        return cls(funded=funded_workspaces(con), numbers=NumberBlock())
+
+    def finish(self, con: StateConnection) -> None:
+        """Before the transaction commits: the invoice counters it moved."""
+        if self.numbers is not None:
+            self.numbers.flush(con)
 
 
 def _remember_book(con: StateConnection, book: PriceBook, now: datetime, known: Issuing) -> None:
@@ -210,6 +217,7 @@ def issue(
     if isinstance(rated, BillingError):
         return rated
     known = known or Issuing()
+    taken = known.numbers.mark() if known.numbers is not None else {}
     con.execute("SAVEPOINT one")
     try:
         if rated is None:
@@ -217,10 +225,12 @@ def issue(
         _remember_book(con, book, now, known)
         inv = store_draft(settings, con, rated, now)
         if finalize:
-            inv = finalize_draft(settings, con, inv, rated, now, funded=known.funded)
+            inv = finalize_draft(settings, con, inv, rated, now, known=known)
     except BillingError as exc:
         con.execute("ROLLBACK TO one")
         con.execute("RELEASE one")
+        if known.numbers is not None:
+            known.numbers.restore(taken)  # its number, if it took one, goes back
         return exc
     con.execute("RELEASE one")
     known.stored_books.add(book.digest)  # kept: the savepoint that stored it is released

@@ -204,6 +204,7 @@ def invoice_closed_periods(
                     settings, con, book, positions, item, now, finalize=True, rated=r, known=known
                 )
                 results.append((item, one))
+            known.finish(con)
     return positions, results
 
 
