@@ -14,6 +14,7 @@ import pytest
 
 from billing_batch._core.errors import InputError
 from billing_batch._core.jsonutil import dumps, loads
+from billing_batch.config.settings import Settings
 from billing_batch.invoicing.credits import (
     balances,
     expire_credits,
@@ -214,3 +215,32 @@ def test_a_grant_with_an_idempotency_key_is_made_once(settings: object) -> None:
         grant("41.00")
     grants = list_grants(settings, "ws_k")  # type: ignore[arg-type]
     assert [(g.id, g.balance) for g in grants] == [(first.id, D("40.00"))]  # type: ignore[attr-defined]
+
+
+def test_the_nightly_stores_each_invoice_amount_due_with_its_row(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The amount due is written with the finalized row (one statement): the total for a
+    workspace with nothing on account (read once per run, not per invoice), the total
+    less the grant drawn for one with a grant. Read back from the state's column."""
+    from billing_batch.invoicing.service import invoice_closed_periods
+    from billing_batch.storage import state
+    from tests.invoicing.helpers import api_calls
+
+    load(
+        settings,
+        tmp_path,
+        [*api_calls("funded", 3, "2024-01-10"), *api_calls("bare", 3, "2024-01-10")],
+    )
+    grant_credit(settings, "funded", D("1.25"), "USD", effective_on=date(2024, 1, 1), now=NOW)
+    _, results = invoice_closed_periods(settings, date(2024, 2, 1), now=NOW)
+    totals = {p.workspace_id: r.total for p, r in results}  # type: ignore[union-attr]
+    assert totals["funded"] > D("1.25") and totals["bare"] > 0
+    with state.opened(settings) as con:
+        stored = dict(
+            con.execute("SELECT workspace_id, amount_due FROM invoices WHERE status = 'open'")
+        )
+    assert {ws: D(v) for ws, v in stored.items()} == {
+        "funded": totals["funded"] - D("1.25"),
+        "bare": totals["bare"],
+    }

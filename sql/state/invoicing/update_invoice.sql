@@ -1,5 +1,5 @@
 -- update_invoice: rewrite an invoice row (a refreshed draft, or the draft finalized)
--- (writes `invoices`). Grain: one row, by :id. Payment, void, overdue and file columns
+-- (writes `invoices`; a finalized draft's amount due with it). Grain: one row, by :id. Payment, void, overdue and file columns
 -- are left as they are. Parameters: as insert_invoice.
 UPDATE invoices
 SET workspace_id = :workspace_id,
@@ -21,5 +21,6 @@ SET workspace_id = :workspace_id,
     updated_at = :updated_at,
     issued_at = :issued_at,
     due_date = :due_date,
-    finalized_at = :finalized_at
+    finalized_at = :finalized_at,
+    amount_due = :amount_due
 WHERE id = :id

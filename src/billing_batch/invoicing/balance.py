@@ -152,11 +152,11 @@ def apply_balances(
     """Apply the workspace's balance to a finalizing invoice (inside the transaction
     that finalizes it): its amount due becomes ``total - applied``, where ``applied`` is
     at most the balance and at most the total (an invoice of 0 or less takes nothing).
-    Always records the amount due. Returns the invoice with ``amount_due`` set.
+    Returns the invoice with ``amount_due`` set; the caller writes it with the invoice row
+    (:func:`.lifecycle.finalize_draft`: one statement, not two).
     ``funded``: :func:`funded_workspaces`, read once by a caller finalizing many
     invoices; a workspace not in it has nothing to apply (nothing is read for it)."""
     if funded is not None and invoice.workspace_id not in funded:
-        set_amount_due(con, invoice.id, invoice.total, now)
         return replace(invoice, amount_due=invoice.total)
     applied = Decimal(0)
     if invoice.total > 0:
@@ -195,7 +195,6 @@ def apply_balances(
     if draws:
         extra = {**extra, **credits.credits_document(draws, due)}
         due = extra["amountDue"]
-    set_amount_due(con, invoice.id, due, now)
     return replace(invoice, amount_due=due, extra=extra)
 
 

@@ -195,6 +195,7 @@ def _invoice_params(inv: Invoice, document: Mapping[str, Any]) -> dict[str, Any]
         "issued_at": _opt_ts(inv.issued_at),
         "due_date": inv.due_date.isoformat() if inv.due_date else None,
         "finalized_at": _opt_ts(inv.finalized_at),
+        "amount_due": None if inv.amount_due is None else str(inv.amount_due),
     }
 
 
