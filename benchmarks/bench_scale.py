@@ -16,6 +16,8 @@ Stripe key), run interleaved round after round (medians when ``--rounds`` > 1):
 * ``pg``: ``s3`` with the state and the DuckLake catalog on PostgreSQL (a throwaway
   cluster started here, as the tests' harness does; a fresh database pair per close):
   "Postgres + SeaweedFS, single worker";
+* ``pg-1p``: ``pg`` with one rendering process: everything ``dask-1`` has but Dask, so
+  ``dask-1`` vs ``pg-1p`` is what Dask itself adds;
 * ``dask-1`` / ``dask-2``: ``pg`` plus the PDFs on a Dask scheduler with 1 / 2 worker
   processes (``dask worker --nthreads 1 --no-nanny``), started here.
 
@@ -44,8 +46,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_nightly import BB, ROOT, sample  # noqa: E402
 
+from billing_batch.nightly.fanout import WORKER_ENV  # noqa: E402
+
 ACCESS, SECRET = "benchkey", "bench-secret-key"
-CONFIGS = ("embedded", "embedded-1p", "s3", "pg", "dask-1", "dask-2")
+CONFIGS = ("embedded", "embedded-1p", "s3", "pg", "pg-1p", "dask-1", "dask-2")
 
 
 def _port() -> int:
@@ -160,7 +164,7 @@ def close_once(
         pg.admin(f"CREATE DATABASE {db}_lake")
         run_env.update(BILLING_STATE_URL=pg.url(db),
                        BILLING_LAKE_CATALOG=f"postgres:{pg.conninfo(db + '_lake')}")  # fmt: skip
-    if name == "embedded-1p":
+    if name.endswith("-1p"):
         run_env["BILLING_INVOICES_RENDER_PROCESSES"] = "1"
     if name.startswith(("s3", "pg", "dask")):
         import s3fs
@@ -241,7 +245,8 @@ def main() -> int:
         clusters: dict[str, str] = {}
         for c in configs:
             if c.startswith("dask-"):
-                wenv = {**env, "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET}
+                wenv = {**env, **WORKER_ENV, "AWS_ACCESS_KEY_ID": ACCESS,
+                        "AWS_SECRET_ACCESS_KEY": SECRET}  # fmt: skip
                 ps, address = start_dask(work / c, int(c.split("-")[1]), wenv)
                 procs += ps
                 clusters[c] = address
@@ -291,8 +296,13 @@ def report(results: dict[str, list[dict[str, Any]]], workspaces: int, events: in
         over = med("dask-1", None) / med("embedded-1p", None) - 1
         print(f"distributed overhead at 1 worker (dask-1 vs embedded-1p, all steps): "
               f"{over:+.1%} (target <= +15%)")  # fmt: skip
-        if "pg" in results:
-            print(f"  of which Postgres + SeaweedFS (pg vs embedded): "
+        if "pg-1p" in results:
+            storage = med("pg-1p", None) / med("embedded-1p", None) - 1
+            own = med("dask-1", None) / med("pg-1p", None) - 1
+            print(f"  of which Postgres + SeaweedFS (pg-1p vs embedded-1p): {storage:+.1%}; "
+                  f"Dask itself (dask-1 vs pg-1p): {own:+.1%}")  # fmt: skip
+        if "pg" in results and "embedded" in results:
+            print(f"  Postgres + SeaweedFS with the local pool (pg vs embedded): "
                   f"{med('pg', None) / med('embedded', None) - 1:+.1%}")  # fmt: skip
         d1 = med("dask-1", "documents") / invoices
         coord = med("dask-1", None) - med("dask-1", "documents")

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from billing_batch._core.children import set_parent_death_signal
+from billing_batch.nightly.fanout import WORKER_ENV
 
 #: A loaded 2-core machine: a worker registers in ~2 s idle, far longer under load.
 START_TIMEOUT = 300.0
@@ -129,9 +130,9 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 @pytest.fixture(scope="session")
 def dask_worker_env() -> dict[str, str]:
-    """The workers' environment: this one (the S3 credentials are added by the test
-    module that needs them, before the cluster starts)."""
-    return dict(os.environ)
+    """The workers' environment: this one with ``fanout.WORKER_ENV`` (the S3 credentials
+    are added by the test module that needs them, before the cluster starts)."""
+    return {**os.environ, **WORKER_ENV}
 
 
 @pytest.fixture(scope="module")

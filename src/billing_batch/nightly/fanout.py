@@ -57,6 +57,12 @@ from .summary import StepResult
 #: worker) does not hold the whole step up.
 MIN_BATCHES = 8
 
+#: What a Dask worker for this job starts with in its environment (besides the
+#: ``AWS_*`` variables): Dask's statistical profiler off. It samples the running task's
+#: stack every 10 ms, and a PDF's stack is deep: measured here, 59.7 ms of CPU per
+#: invoice rendered on a worker with it, 52.8 ms without, 51.9 ms in a plain process.
+WORKER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+
 
 T = TypeVar("T")
 B = TypeVar("B")
@@ -218,6 +224,7 @@ def rate_on_cluster(settings: Settings, address: str | None = None) -> ClusterRa
 
 __all__ = [
     "MIN_BATCHES",
+    "WORKER_ENV",
     "ClusterRater",
     "batches",
     "publish_on_dask",
