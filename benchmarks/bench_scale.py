@@ -224,6 +224,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "billing-bench")
+    ap.add_argument("--summaries", type=Path, help="write every run summary here (JSON)")
     args = ap.parse_args()
     configs = [c for c in args.configs.split(",") if c]
     logs = sample(args.data_dir, args.events, args.workspaces)
@@ -266,6 +267,9 @@ def main() -> int:
         if pg_root is not None:
             shutil.rmtree(pg_root, ignore_errors=True)
     report(results, args.workspaces, args.events)
+    if args.summaries:
+        args.summaries.write_text(json.dumps(results, indent=1, default=str))
+        print(f"run summaries: {args.summaries}")
     return 0
 
 
@@ -288,6 +292,15 @@ def report(results: dict[str, list[dict[str, Any]]], workspaces: int, events: in
     print(f"{'(steps)':<12}" + "".join(f"{med(c, None):>13.1f}" for c in configs))
     walls = {c: statistics.median(r["wall"] for r in results[c]) for c in configs}
     print(f"{'end to end':<12}" + "".join(f"{walls[c]:>13.1f}" for c in configs))
+    phases = results[configs[0]][0]["steps"]["ingest"]["counts"].get("seconds", {})
+
+    def phase(c: str, ph: str) -> float:
+        return statistics.median(
+            r["steps"]["ingest"]["counts"]["seconds"].get(ph, 0.0) for r in results[c]
+        )
+
+    for ph in phases:  # the ingest's phases (find: listing, and from S3 downloading)
+        print(f"{'  ingest ' + ph:<12}" + "".join(f"{phase(c, ph):>13.1f}" for c in configs))
     base = med("embedded", None) if "embedded" in results else None
     if base:
         print(f"{'÷ embedded':<12}" + "".join(f"{med(c, None) / base:>13.2f}" for c in configs))

@@ -310,6 +310,9 @@ def test_landing_folder_only_new_files(settings: Settings) -> None:
     write_log(landing / "day2.jsonl", [event(id="b")])
     r = ingest(settings)
     assert r.to_dict()["files"] == 1 and r.to_dict()["accepted"] == 1
+    # where the time went, the landing's listing (from object storage: downloads) first
+    assert list(r.timings)[::2] == ["find", "stage", "dedupe", "commit", "publish"]
+    assert all(v >= 0 for v in r.timings.values())
 
 
 def test_every_line_accounted_for_on_a_sample(settings: Settings, tmp_path: Path) -> None:

@@ -76,6 +76,7 @@ def ingest_step(settings: Settings) -> StepResult:
             "conflicts": d["conflicts"],
             "rejected": d["rejected"],
             "usage_events": len(events),
+            "seconds": {k: v for k, v in report.timings.items() if not k.endswith("_cpu")},
         },
         failures=[{"file": f["file"], "error": f["error"]} for f in d["failed_files"]],
     )

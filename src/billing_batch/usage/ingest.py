@@ -151,6 +151,7 @@ def ingest(
     failures: list[FileReport] = []
     inputs: list[Path] | None = None
     sources: Sources = {}
+    found: dict[str, float] = {}
     if paths:
         inputs, errors = find_inputs(paths, SUFFIXES)
         failures = [FileReport(source_file=str(p), error=msg) for p, msg in errors]
@@ -159,7 +160,9 @@ def ingest(
         try:
             repair_reject_files(settings, con)
             if inputs is None:
+                clock = (time.perf_counter(), time.process_time())
                 inputs, failures, sources = _new_landing_files(settings, con)
+                _lap(found, "find", clock)  # listing (object storage: and downloading)
             try:
                 report = _ingest_files(settings, lake, con, inputs, fast=fast, sources=sources)
                 for f in report.failed:  # claimed by this ingest: moved while it holds the lock
@@ -170,6 +173,7 @@ def ingest(
         finally:
             con.close()
     report.files = failures + report.files
+    report.timings = {**found, **report.timings}
     return report
 
 

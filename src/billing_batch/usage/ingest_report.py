@@ -38,7 +38,8 @@ class IngestReport:
     files: list[FileReport]
     snapshot_id: int | None = None
     rejects_file: str | None = None
-    #: Wall and CPU (``*_cpu``) seconds per phase: stage, dedupe, commit, publish.
+    #: Wall and CPU (``*_cpu``) seconds per phase: find (the landing's new files; from
+    #: object storage, their download), stage, dedupe, commit, publish.
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
