@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from .._core.files import atomic_output
 from ..config.settings import Settings
 from ..storage.files import area
 from ..storage.sqlfiles import run_query, sql_literal
@@ -34,26 +35,28 @@ def publish_rejects(
         return None
     rejects = area(settings, "rejects")
     name = _rejects_name(ingest_id)
-    folder = settings.tmp_dir if rejects.remote else Path(rejects.location(name)).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
-    try:
-        # COPY cannot bind its target path; the path is ours (a folder + generated id).
-        run_query(
-            con,
-            "COPY (SELECT ingest_id, source_file, line_no AS line, reason, raw FROM rejects "
-            f"WHERE ingest_id = $ingest_id ORDER BY source_file, line_no) TO "
-            f"{sql_literal(str(tmp))} (FORMAT json)",
-            {"ingest_id": ingest_id},
-        )
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        if rejects.remote:
-            return rejects.put_file(tmp, name)
-        os.replace(tmp, rejects.location(name))
+    if not rejects.remote:
+        with atomic_output(Path(rejects.location(name))) as tmp:
+            _copy_rejects(con, ingest_id, tmp)
         return rejects.location(name)
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = settings.tmp_dir / f".{name}.{os.getpid()}.tmp"
+    try:
+        _copy_rejects(con, ingest_id, tmp)
+        return rejects.put_file(tmp, name)  # one PUT: whole or absent
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _copy_rejects(con: duckdb.DuckDBPyConnection, ingest_id: str, target: Path) -> None:
+    # COPY cannot bind its target path; the path is ours (a folder + generated id).
+    run_query(
+        con,
+        "COPY (SELECT ingest_id, source_file, line_no AS line, reason, raw FROM rejects "
+        f"WHERE ingest_id = $ingest_id ORDER BY source_file, line_no) TO "
+        f"{sql_literal(str(target))} (FORMAT json)",
+        {"ingest_id": ingest_id},
+    )
 
 
 def repair_reject_files(settings: Settings, con: duckdb.DuckDBPyConnection) -> list[str]:
