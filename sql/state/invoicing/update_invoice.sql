@@ -1,6 +1,7 @@
 -- update_invoice: rewrite an invoice row (a refreshed draft, or the draft finalized)
--- (writes `invoices`; a finalized draft's amount due with it). Grain: one row, by :id. Payment, void, overdue and file columns
--- are left as they are. Parameters: as insert_invoice.
+-- (writes `invoices`; a finalized draft's amount due with it). Grain: one row, by :id.
+-- Payment, void, overdue and file columns are left as they are. Parameters: as
+-- insert_invoice.
 UPDATE invoices
 SET workspace_id = :workspace_id,
     period_start = :period_start,

@@ -27,7 +27,7 @@ def _format(settings: Settings, year: int, n: int) -> str:
 class NumberBlock:
     """The numbers one transaction takes, per issue year: the counter read once when the
     year is first used, counted here, written back by :meth:`flush` (called before the
-    transaction commits; use it as a context manager). :meth:`mark` and :meth:`restore`
+    transaction commits: ``lifecycle.Issuing.finish``). :meth:`mark` and :meth:`restore`
     give back the numbers of an invoice whose savepoint was rolled back."""
 
     def __init__(self) -> None:
