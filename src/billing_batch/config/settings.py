@@ -109,7 +109,7 @@ class InvoiceSettings(Model):
     issuer_address: str = "1 Market Street\nSan Francisco, CA 94105\nUnited States"
     issuer_email: str = "billing@example.com"
     number_prefix: str = "INV"
-    #: Days of parallel PDF rendering processes; 0 = one per core.
+    #: Parallel PDF rendering processes; 0 = one per core.
     render_processes: int = 0
 
 

@@ -108,8 +108,13 @@ def publish_invoice_files(
     todo = pending_documents(settings, invoice_ids)
     if not todo:
         return []
-    with progress(f"rendering {len(todo)} invoice(s)", total=len(todo)) as advance:
-        published = render_documents(settings, todo, processes=processes, progress=advance)
+    from ..storage.uploader import close_uploaders
+
+    try:
+        with progress(f"rendering {len(todo)} invoice(s)", total=len(todo)) as advance:
+            published = render_documents(settings, todo, processes=processes, progress=advance)
+    finally:
+        close_uploaders()  # this process's upload helper, if it rendered to object storage
     record_files(settings, published)
     return [(p.invoice_id, p.error) for p in published]
 
