@@ -147,6 +147,25 @@ def test_a_dead_upload_process_fails_what_it_had_not_answered(fake_s3: _FakeS3) 
     assert second.submit(area, [("again.json", b"{}")]).result(timeout=120)
 
 
+def test_the_upload_process_outlives_the_thread_that_started_it(fake_s3: _FakeS3) -> None:
+    """A Dask worker starts it from one task's thread and keeps it for the next tasks,
+    which may run on another thread."""
+    area = _area(fake_s3)
+    started: list[Uploader] = []
+
+    def task() -> None:  # starts it, and ends once it has answered (it is up)
+        started.append(shared_uploader(area.s3))
+        started[0].submit(area, [("first.json", b"{}")]).result(timeout=120)
+
+    thread = threading.Thread(target=task)
+    thread.start()
+    thread.join()
+    time.sleep(1.0)  # PR_SET_PDEATHSIG would have killed it by now
+    assert started[0].alive
+    assert shared_uploader(area.s3) is started[0]
+    assert started[0].submit(area, [("later.json", b"{}")]).result(timeout=120)
+
+
 PARENT = textwrap.dedent(
     """\
     import sys, time

@@ -54,8 +54,8 @@ def die_with_parent(parent_pid: int) -> None:
 #: imports so that the child starts as fast as the module alone would.
 _LAUNCHER = """\
 import ctypes, os, runpy, signal, sys, threading
-parent, watch_fd = int(sys.argv[1]), int(sys.argv[2])
-if sys.platform.startswith("linux"):
+parent, watch_fd, thread_bound = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+if thread_bound and sys.platform.startswith("linux"):
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
     except (OSError, AttributeError):
@@ -70,17 +70,24 @@ def _watch():
         pass
     os.kill(os.getpid(), signal.SIGKILL)
 threading.Thread(target=_watch, name="billing-batch-parent-watch", daemon=True).start()
-module = sys.argv[3]
-sys.argv = [module, *sys.argv[4:]]
+module = sys.argv[4]
+sys.argv = [module, *sys.argv[5:]]
 runpy.run_module(module, run_name="__main__", alter_sys=True)
 """
 
 
-def launcher_args(module: str, args: list[str], watch_fd: int) -> list[str]:
+def launcher_args(
+    module: str, args: list[str], watch_fd: int, *, thread_bound: bool = True
+) -> list[str]:
     """The command line that runs ``python -m module *args`` as a child that dies with
     this process: pass ``watch_fd`` (the read end of a pipe whose write end this process
-    keeps) in ``Popen(pass_fds=...)``."""
-    return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), str(watch_fd), module, *args]
+    keeps) in ``Popen(pass_fds=...)``.
+
+    ``thread_bound=False`` leaves ``PR_SET_PDEATHSIG`` out, for a child that must outlive
+    the thread starting it (a helper started from one task's thread and kept for the
+    next tasks): the watch pipe alone, which is per process, then stops it."""
+    bound = "1" if thread_bound else "0"
+    return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), str(watch_fd), bound, module, *args]
 
 
 __all__ = [

@@ -15,8 +15,9 @@ locations it wrote or why not.
   that resolves to the locations once the child has written them; a failed upload is
   that future's :class:`StorageError`, and a child that dies fails every upload it had
   not answered (the next run renders those invoices again).
-* **No orphan**: the child is started by ``_core.children.launcher_args``; it dies with
-  this process, ``kill -9`` included.
+* **No orphan**: the child is started by ``_core.children.launcher_args`` and dies with
+  this process, ``kill -9`` included (by the watch pipe, which is per process: not by
+  ``PR_SET_PDEATHSIG``, which would kill it when the thread that started it ends).
 * **Credentials** reach the child in its environment only (inherited), never on its
   command line nor in the pipe: it gets the area's root and the S3 settings (plain data).
 
@@ -60,7 +61,10 @@ class Uploader:
         read_fd, self._watch_fd = os.pipe()
         try:
             self._proc = subprocess.Popen(
-                launcher_args(__name__, [s3.model_dump_json(), str(threads)], read_fd),
+                # not bound to this thread: a Dask worker keeps it for its later tasks
+                launcher_args(
+                    __name__, [s3.model_dump_json(), str(threads)], read_fd, thread_bound=False
+                ),
                 pass_fds=(read_fd,),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
