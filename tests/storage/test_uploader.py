@@ -166,6 +166,33 @@ def test_the_upload_process_outlives_the_thread_that_started_it(fake_s3: _FakeS3
     assert started[0].submit(area, [("later.json", b"{}")]).result(timeout=120)
 
 
+def test_submit_waits_while_too_many_uploads_are_unanswered(fake_s3: _FakeS3) -> None:
+    """A slow object store holds the renderer back instead of filling its memory."""
+    area = _area(fake_s3)
+    uploader = Uploader(area.s3, max_in_flight=2)
+    held = uploader.submit(area, [("hold.json", b"{}")])
+    assert fake_s3.held.wait(60)
+    uploader.submit(area, [("second.json", b"{}")]).result(timeout=120)
+    third = uploader.submit(area, [("hold2.json", b"{}")])  # in flight with the held one
+    submitted = threading.Event()
+
+    def fourth() -> None:
+        uploader.submit(area, [("fourth.json", b"{}")])
+        submitted.set()
+
+    waiting = threading.Thread(target=fourth)
+    waiting.start()
+    assert not submitted.wait(1.0)  # two unanswered: the fourth waits
+    fake_s3.release.set()
+    assert submitted.wait(120)
+    assert held.result(timeout=120) and third.result(timeout=120)
+    waiting.join()
+    uploader.close()
+    assert {p for p, _ in fake_s3.puts} >= {
+        f"/bucket/files/invoices/{n}.json" for n in ("hold", "second", "hold2", "fourth")
+    }
+
+
 PARENT = textwrap.dedent(
     """\
     import sys, time

@@ -47,12 +47,20 @@ from .files import FileArea
 #: Objects in flight at once in the child (each an invoice's JSON then its PDF).
 UPLOAD_THREADS = 4
 
+#: Uploads submitted and not yet answered, at most: past it :meth:`Uploader.submit`
+#: waits, so a slow object store holds the renderer back instead of filling its memory
+#: (an invoice's two files are ~60 KB: 64 of them ~4 MB).
+MAX_IN_FLIGHT = 64
+
 
 class Uploader:
     """A child process that PUTs files for this process (see the module docstring)."""
 
-    def __init__(self, s3: S3Settings, threads: int = UPLOAD_THREADS) -> None:
+    def __init__(
+        self, s3: S3Settings, threads: int = UPLOAD_THREADS, max_in_flight: int = MAX_IN_FLIGHT
+    ) -> None:
         self.s3 = s3
+        self._room = threading.BoundedSemaphore(max_in_flight)
         self._pending: dict[int, Future[list[str]]] = {}
         self._lock = threading.Lock()
         self._next_id = 0
@@ -85,12 +93,15 @@ class Uploader:
 
     def submit(self, area: FileArea, files: Sequence[tuple[str, bytes]]) -> Future[list[str]]:
         """PUT ``files`` (name, bytes), in order, into ``area`` (which must be on this
-        uploader's S3 settings); the future gives their locations."""
+        uploader's S3 settings); the future gives their locations. Waits while
+        :data:`MAX_IN_FLIGHT` uploads are unanswered."""
         if area.s3 != self.s3:
             raise ValueError("this uploader writes with other S3 settings")
         for name, _ in files:
             area.location(name)  # a bad name fails here, not in the child
         future: Future[list[str]] = Future()
+        self._room.acquire()
+        future.add_done_callback(lambda _: self._room.release())
         with self._lock:
             if self._ended is not None:
                 future.set_exception(StorageError(self._ended))
@@ -225,7 +236,7 @@ def _serve(s3_json: str, threads: int) -> int:
     return 0
 
 
-__all__ = ["UPLOAD_THREADS", "Uploader", "close_uploaders", "shared_uploader"]
+__all__ = ["MAX_IN_FLIGHT", "UPLOAD_THREADS", "Uploader", "close_uploaders", "shared_uploader"]
 
 
 if __name__ == "__main__":
