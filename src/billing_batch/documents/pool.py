@@ -208,7 +208,11 @@ def render_many(
 
     ``start_method``: None = ``fork`` if this process has a single thread, else ``spawn``
     (polars, DuckDB and Prefect start threads, and forking a threaded process is unsafe).
-    ``progress(n)`` is called as batches of ``n`` invoices finish."""
+    ``progress(n)`` is called as batches of ``n`` invoices finish.
+
+    To object storage, a rendering process keeps its upload process
+    (``storage.uploader``) for later calls; ``close_uploaders()`` stops this process's,
+    and it stops at exit anyway."""
     if processes < 0:
         raise ValueError("processes must be ≥ 0")
     indexed: list[_Item] = [
