@@ -193,6 +193,18 @@ def test_submit_waits_while_too_many_uploads_are_unanswered(fake_s3: _FakeS3) ->
     }
 
 
+def test_render_many_mixing_local_and_object_storage(fake_s3: _FakeS3, tmp_path: Path) -> None:
+    from billing_batch.documents import pool
+    from tests.documents.samples import invoice
+
+    area = _area(fake_s3)
+    items = [(invoice(id="inv_a"), tmp_path, "A"), (invoice(id="inv_b"), area, "B")]
+    local, remote = pool.render_many(items, processes=1)
+    assert local.ok and Path(str(local.pdf_path)).read_bytes().startswith(b"%PDF-")
+    assert remote.ok and remote.pdf_path == "s3://bucket/files/invoices/B.pdf"
+    assert dict(fake_s3.puts)["/bucket/files/invoices/B.pdf"].startswith(b"%PDF-")
+
+
 PARENT = textwrap.dedent(
     """\
     import sys, time

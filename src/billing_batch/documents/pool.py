@@ -105,9 +105,11 @@ def _render_batch(batch: list[_Item]) -> list[RenderResult]:
     uploads: list[tuple[_Item, Future[list[str]] | RenderResult, float]] = []
     for item in batch:
         index, doc, area, basename = item
+        if not (isinstance(area, FileArea) and area.remote):  # a local one in the batch
+            uploads.append((item, _render_one(item), 0.0))
+            continue
         started = time.perf_counter()
         try:
-            assert isinstance(area, FileArea)
             json_data, pdf_data = invoice_files(doc, basename)
             files = [(f"{basename}.json", json_data), (f"{basename}.pdf", pdf_data)]
             upload: Future[list[str]] | RenderResult = shared_uploader(area.s3).submit(area, files)
