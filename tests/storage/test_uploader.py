@@ -26,6 +26,7 @@ from billing_batch._core.errors import StorageError
 from billing_batch.config.settings import S3Settings
 from billing_batch.storage.files import FileArea
 from billing_batch.storage.uploader import Uploader, close_uploaders, shared_uploader
+from tests.nightly.support import marked_processes, new_marker, run_env, wait_for_no_survivors
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -219,16 +220,18 @@ PARENT = textwrap.dedent(
 
 
 def test_kill_9_of_the_parent_leaves_no_upload_process(tmp_path: Path) -> None:
+    marker = new_marker()
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT],
         cwd=REPO,
+        env=run_env(tmp_path, marker),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
     )
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
-        assert _alive(child)
+        assert child in marked_processes(marker)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(timeout=60)
     finally:
@@ -237,15 +240,4 @@ def test_kill_9_of_the_parent_leaves_no_upload_process(tmp_path: Path) -> None:
             parent.wait()
         if parent.stdout is not None:
             parent.stdout.close()
-    deadline = time.monotonic() + 60
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(child), f"upload process {child} outlived its parent"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state != "Z"
+    wait_for_no_survivors(marker, [child])
